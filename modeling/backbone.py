@@ -1,0 +1,394 @@
+"""The pre-LayerNorm rotary transformer shared by every xlm_hf family.
+
+Reading order: rotary embedding -> attention-mask builder -> attention -> MLP -> noise-level embedding
+(for the diffusion families) -> block -> the bare transformer -> the `PreTrainedModel` base class that
+every family's model subclasses.
+
+Hub-side file: it imports only torch, transformers and sibling files, so that `save_pretrained` can copy
+it next to a checkpoint and `AutoModel.from_pretrained(..., trust_remote_code=True)` works without xlm_hf.
+"""
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .configuration_backbone import XLMBackboneConfig
+
+
+def positions_from_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position of every token counted over real tokens only, so left padding never shifts a prompt.
+
+    `attention_mask` is `(batch, length)` with 1 on real tokens. Padding positions get 0 (they are masked anyway).
+    """
+    mask = attention_mask.long()
+    return (mask.cumsum(-1) - 1).clamp(min=0) * mask
+
+
+class XLMRotaryEmbedding(nn.Module):
+    """Rotary position embedding (rotate-half / NeoX layout) on the first `rotary_dim` dimensions of each head.
+
+    The frequencies are recomputed from `rotary_dim` on every call: they are a handful of numbers, and holding
+    them in no buffer keeps loading from meta-device initialisation trivially correct.
+    """
+
+    def __init__(self, config: XLMBackboneConfig):
+        super().__init__()
+        self.rotary_dim = config.rotary_dim
+        self.base = config.rope_theta
+
+    @torch.no_grad()
+    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        exponent = torch.arange(0, self.rotary_dim, 2, device=position_ids.device, dtype=torch.float32)
+        inv_freq = 1.0 / (self.base ** (exponent / self.rotary_dim))
+        freqs = position_ids.float()[..., None] * inv_freq  # (batch, length, rotary_dim / 2)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(
+    query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotates the first `cos.shape[-1]` dims of each head of `query`/`key` `(batch, heads, length, head_dim)`."""
+    rotary_dim = cos.shape[-1]
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # broadcast over heads
+
+    def rotate(x: torch.Tensor) -> torch.Tensor:
+        x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]
+        return torch.cat((x_rot * cos + rotate_half(x_rot) * sin, x_pass), dim=-1)
+
+    return rotate(query), rotate(key)
+
+
+def build_attention_mask(
+    attention_mask: torch.Tensor,
+    query_length: int,
+    is_causal: bool,
+    dtype: torch.dtype,
+    attn_implementation: str,
+) -> torch.Tensor:
+    """Turns a `(batch, key_length)` padding mask into the 4-D mask the attention functions expect.
+
+    Queries are the last `query_length` keys (a KV cache holds the earlier ones). A query may attend to real
+    keys (and, if causal, only earlier ones) and always to itself, so that a padding query never sees an empty
+    row (which would give NaNs in SDPA) while real queries never see padding.
+    """
+    batch_size, key_length = attention_mask.shape
+    past_length = key_length - query_length
+    device = attention_mask.device
+    allowed = attention_mask.bool()[:, None, None, :].expand(batch_size, 1, query_length, key_length)
+    query_index = torch.arange(query_length, device=device)[:, None] + past_length
+    key_index = torch.arange(key_length, device=device)[None, :]
+    if is_causal:
+        allowed = allowed & (key_index <= query_index)
+    allowed = allowed | (key_index == query_index)
+    if attn_implementation == "eager":
+        # eager adds the mask to the scores
+        return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+    return allowed
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+class XLMAttention(nn.Module):
+    """Multi-head attention with separate q/k/v/o projections (the names PEFT targets by default)."""
+
+    def __init__(self, config: XLMBackboneConfig, layer_idx: int, is_causal: bool):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.is_causal = is_causal
+        self.head_dim = config.head_dim
+        self.num_heads = config.num_attention_heads
+        self.num_key_value_groups = 1
+        self.scaling = self.head_dim**-0.5
+        inner = self.num_heads * self.head_dim
+        self.q_proj = nn.Linear(config.hidden_size, inner, bias=False)
+        self.k_proj = nn.Linear(config.hidden_size, inner, bias=False)
+        self.v_proj = nn.Linear(config.hidden_size, inner, bias=False)
+        self.o_proj = nn.Linear(inner, config.hidden_size, bias=False)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
+        attention_mask: torch.Tensor,
+        cache: Cache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch_size, length, _ = hidden_states.shape
+        shape = (batch_size, length, self.num_heads, self.head_dim)
+        query = self.q_proj(hidden_states).view(shape).transpose(1, 2)
+        key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+
+        cos, sin = position_embeddings
+        query, key = apply_rotary_pos_emb(query, key, cos, sin)
+        if cache is not None:
+            key, value = cache.update(key, value, self.layer_idx)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        output, weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.config.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            is_causal=False,  # causality is already in the explicit mask
+        )
+        output = self.o_proj(output.reshape(batch_size, length, -1))
+        return output, weights
+
+
+class XLMMLP(nn.Module):
+    def __init__(self, config: XLMBackboneConfig):
+        super().__init__()
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=True)
+        self.act_fn = ACT2FN[config.hidden_act]
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=True)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.up_proj(hidden_states)))
+
+
+class XLMTimestepEmbedding(nn.Module):
+    """Embeds a scalar noise level per example: sinusoid (256 features) -> MLP -> SiLU, as in DiT / MDLM."""
+
+    frequency_dim = 256
+
+    def __init__(self, config: XLMBackboneConfig):
+        super().__init__()
+        self.linear_1 = nn.Linear(self.frequency_dim, config.time_embedding_dim, bias=True)
+        self.act = nn.SiLU()
+        self.linear_2 = nn.Linear(config.time_embedding_dim, config.time_embedding_dim, bias=True)
+
+    def forward(self, noise_level: torch.Tensor) -> torch.Tensor:
+        half = self.frequency_dim // 2
+        freqs = torch.exp(
+            -math.log(10000.0) * torch.arange(half, device=noise_level.device, dtype=torch.float32) / half
+        )
+        args = noise_level.float()[:, None] * freqs[None]
+        features = torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(self.linear_1.weight.dtype)
+        return self.act(self.linear_2(self.act(self.linear_1(features))))
+
+
+def modulate(hidden_states: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return hidden_states * (1 + scale[:, None, :]) + shift[:, None, :]
+
+
+class XLMBlock(GradientCheckpointingLayer):
+    """Pre-LN block: x + attn(LN(x)), then x + mlp(LN(x)); with adaLN when the config asks for time conditioning.
+
+    With adaLN the residual stream keeps the un-modulated `x` (as in DiT). The original xlm-core replaced it by
+    the modulated, normalised input after attention, a quirk we do not reproduce (see docs/quirks.md).
+    """
+
+    def __init__(self, config: XLMBackboneConfig, layer_idx: int, is_causal: bool):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attn = XLMAttention(config, layer_idx, is_causal)
+        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = XLMMLP(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.adaln_modulation = (
+            nn.Linear(config.time_embedding_dim, 6 * config.hidden_size, bias=True)
+            if config.time_conditioning
+            else None
+        )
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
+        attention_mask: torch.Tensor,
+        time_embedding: torch.Tensor | None = None,
+        cache: Cache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.adaln_modulation is not None:
+            shift_attn, scale_attn, gate_attn, shift_mlp, scale_mlp, gate_mlp = self.adaln_modulation(
+                time_embedding
+            ).chunk(6, dim=-1)
+        normed = self.attention_norm(hidden_states)
+        if self.adaln_modulation is not None:
+            normed = modulate(normed, shift_attn, scale_attn)
+        attn_output, attn_weights = self.self_attn(normed, position_embeddings, attention_mask, cache)
+        attn_output = self.dropout(attn_output)
+        if self.adaln_modulation is not None:
+            attn_output = gate_attn[:, None, :] * attn_output
+        hidden_states = hidden_states + attn_output
+
+        normed = self.mlp_norm(hidden_states)
+        if self.adaln_modulation is not None:
+            normed = modulate(normed, shift_mlp, scale_mlp)
+        mlp_output = self.dropout(self.mlp(normed))
+        if self.adaln_modulation is not None:
+            mlp_output = gate_mlp[:, None, :] * mlp_output
+        return hidden_states + mlp_output, attn_weights
+
+
+class XLMTransformer(nn.Module):
+    """Token embedding -> N blocks -> final norm. Returns hidden states; the families add their heads.
+
+    `is_causal` is fixed per family (ARLM: causal; the others: bidirectional). Positions come from the padding
+    mask unless given, so a left-padded prompt has the same positions as the same prompt alone.
+    """
+
+    def __init__(self, config: XLMBackboneConfig, is_causal: bool):
+        super().__init__()
+        self.config = config
+        self.is_causal = is_causal
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.rotary_emb = XLMRotaryEmbedding(config)
+        self.time_embedding = XLMTimestepEmbedding(config) if config.time_conditioning else None
+        self.layers = nn.ModuleList(
+            [XLMBlock(config, layer_idx, is_causal) for layer_idx in range(config.num_hidden_layers)]
+        )
+        if config.time_conditioning:
+            # Final adaLN (shift, scale) replaces the final LayerNorm's affine parameters.
+            self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, elementwise_affine=False)
+            self.final_adaln_modulation = nn.Linear(config.time_embedding_dim, 2 * config.hidden_size, bias=True)
+        else:
+            self.norm = (
+                nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+                if config.final_layer_norm
+                else nn.Identity()
+            )
+            self.final_adaln_modulation = None
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        noise_level: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+        check_input_ids(input_ids, self.config)
+        batch_size, query_length = input_ids.shape
+        past_length = cache.get_seq_length() if cache is not None else 0
+        if attention_mask is None:
+            attention_mask = torch.ones(batch_size, past_length + query_length, dtype=torch.long, device=input_ids.device)
+        if attention_mask.shape[-1] != past_length + query_length:
+            raise ValueError(
+                f"attention_mask covers {attention_mask.shape[-1]} positions but the input has {query_length} new "
+                f"tokens after {past_length} cached ones."
+            )
+        if position_ids is None:
+            position_ids = positions_from_padding_mask(attention_mask)[:, past_length:]
+        if int(position_ids.max()) >= self.config.max_position_embeddings:
+            raise ValueError(
+                f"The sequence needs position {int(position_ids.max())} but the model was built for at most "
+                f"max_position_embeddings={self.config.max_position_embeddings} positions. Shorten the prompt or "
+                "ask for fewer new tokens."
+            )
+
+        hidden_states = self.embed_tokens(input_ids)
+        time_embedding = None
+        if self.time_embedding is not None:
+            if noise_level is None:
+                raise ValueError("This model is time-conditioned: pass `noise_level` (one value per example).")
+            time_embedding = self.time_embedding(noise_level.reshape(batch_size))
+        position_embeddings = self.rotary_emb(position_ids, hidden_states.dtype)
+        mask = build_attention_mask(
+            attention_mask, query_length, self.is_causal, hidden_states.dtype, self.config._attn_implementation
+        )
+
+        all_hidden_states = () if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layers:
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            hidden_states, weights = layer(hidden_states, position_embeddings, mask, time_embedding, cache)
+            if output_attentions:
+                all_attentions += (weights,)
+
+        hidden_states = self.norm(hidden_states)
+        if self.final_adaln_modulation is not None:
+            shift, scale = self.final_adaln_modulation(time_embedding).chunk(2, dim=-1)
+            hidden_states = modulate(hidden_states, shift, scale)
+        if output_hidden_states:
+            all_hidden_states += (hidden_states,)
+        return hidden_states, all_hidden_states, all_attentions
+
+
+def check_input_ids(input_ids: torch.Tensor, config: XLMBackboneConfig) -> None:
+    """One clear error for ids the embedding cannot look up (instead of an index error deep inside torch)."""
+    if input_ids.numel() == 0:
+        raise ValueError("input_ids is empty: give at least one token per row.")
+    low, high = int(input_ids.min()), int(input_ids.max())
+    if low < 0 or high >= config.vocab_size:
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"input_ids contains token id {bad}, outside the model's vocabulary [0, {config.vocab_size}). "
+            "Was the text tokenized with this checkpoint's tokenizer?"
+        )
+
+
+class XLMPreTrainedModel(PreTrainedModel):
+    """Capabilities shared by every family. Each family sets `config_class` on its own subclass."""
+
+    config_class = XLMBackboneConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["XLMBlock"]
+    _supports_sdpa = True
+    _supports_attention_backend = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        # adaLN starts as the identity: zero shift, zero scale, zero gate (DiT).
+        if isinstance(module, XLMBlock) and module.adaln_modulation is not None:
+            init.zeros_(module.adaln_modulation.weight)
+            init.zeros_(module.adaln_modulation.bias)
+        if isinstance(module, XLMTransformer) and module.final_adaln_modulation is not None:
+            init.zeros_(module.final_adaln_modulation.weight)
+            init.zeros_(module.final_adaln_modulation.bias)
+
+
+__all__ = [
+    "XLMPreTrainedModel",
+    "XLMTransformer",
+    "XLMBlock",
+    "XLMAttention",
+    "XLMMLP",
+    "XLMRotaryEmbedding",
+    "XLMTimestepEmbedding",
+    "apply_rotary_pos_emb",
+    "build_attention_mask",
+    "check_input_ids",
+    "positions_from_padding_mask",
+]
