@@ -1,0 +1,60 @@
+"""Configuration of the masked diffusion language model (MDLM, arXiv 2406.07524)."""
+
+from .configuration_backbone import XLMBackboneConfig
+from .noise_schedules import NOISE_SCHEDULES
+
+BOS_POSITIONS = ("after_prompt", "before_prompt", "none")
+
+
+class MDLMConfig(XLMBackboneConfig):
+    r"""
+    Configuration of [`MDLMForMaskedDiffusionLM`]: a bidirectional rotary transformer, by default modulated by the
+    total noise sigma(t) through DiT-style adaLN, with a zero-initialised output layer. All arguments are those of
+    [`XLMBackboneConfig`] plus:
+
+    Args:
+        time_conditioning (`bool`): Whether blocks are modulated by sigma(t) (default `True`, as in xlm-core's MDLM).
+            Without it the model ignores time, and the sampler may reuse logits across steps that change nothing
+            (the "cache trick").
+        noise_schedule (`str`): Name of the noise schedule in `noise_schedules.py` (`"loglinear"`).
+        sigma_max (`float`): Total noise at t = 1 of the log-linear schedule.
+        zero_init_output (`bool`): Whether the output layer starts at zero (uniform predictions), as in DiT/MDLM.
+            Ignored when the head is tied to the embeddings.
+        bos_position (`str`): The layout `generate` gives a plain tokenized prompt: `"after_prompt"`
+            (`prompt [BOS] [MASK]...`), `"before_prompt"` or `"none"`.
+
+    Example:
+
+    ```python
+    >>> from xlm_hf.modeling.configuration_mdlm import MDLMConfig
+    >>> config = MDLMConfig(vocab_size=27, hidden_size=128, num_hidden_layers=2, num_attention_heads=2)
+    ```
+    """
+
+    model_type = "xlm-hf-mdlm"
+
+    def __init__(
+        self,
+        time_conditioning: bool = True,
+        noise_schedule: str = "loglinear",
+        sigma_max: float = 10.0,
+        zero_init_output: bool = True,
+        bos_position: str = "after_prompt",
+        **kwargs,
+    ):
+        if noise_schedule not in NOISE_SCHEDULES:
+            raise ValueError(
+                f"Unknown noise_schedule {noise_schedule!r}; known: {', '.join(sorted(NOISE_SCHEDULES))}."
+            )
+        if not sigma_max > 0:
+            raise ValueError(f"sigma_max must be positive, got {sigma_max}.")
+        if bos_position not in BOS_POSITIONS:
+            raise ValueError(f"bos_position must be one of {BOS_POSITIONS}, got {bos_position!r}.")
+        self.noise_schedule = noise_schedule
+        self.sigma_max = sigma_max
+        self.zero_init_output = zero_init_output
+        self.bos_position = bos_position
+        super().__init__(time_conditioning=time_conditioning, **kwargs)
+
+
+__all__ = ["MDLMConfig"]

@@ -1,0 +1,108 @@
+"""The masked diffusion language model (MDLM, arXiv 2406.07524) over the shared backbone.
+
+A bidirectional rotary transformer, by default modulated by the total noise sigma(t) through DiT-style adaLN, with
+a zero-initialised output layer. It predicts clean tokens at `[MASK]`s; the loss weights each masked token by
+sigma'(t) / (exp(sigma(t)) - 1) (the training side, `xlm_hf.mdlm.MDLMTrainer`), and `generate` runs the ancestral
+sampler (`generation_mdlm.py`).
+"""
+
+import torch
+from torch import nn
+from transformers import initialization as init
+from transformers.modeling_outputs import MaskedLMOutput
+
+from .backbone import XLMPreTrainedModel, XLMTransformer
+from .configuration_mdlm import MDLMConfig
+from .generation_mdlm import MDLMGenerationConfig, MDLMGenerationMixin
+
+
+class MDLMForMaskedDiffusionLM(XLMPreTrainedModel, MDLMGenerationMixin):
+    """MDLM denoiser: `(input_ids, attention_mask, noise_level=sigma(t)) -> logits` at every position.
+
+    When `noise_level` is omitted on a time-conditioned model it is estimated per row from the fraction of real
+    tokens that are `[MASK]` (the time at which the schedule masks that fraction), so the fill-mask pipeline works.
+    The class name deliberately avoids `ForCausalLM` (Trainer would count `num_items_in_batch` over shifted labels).
+    """
+
+    config_class = MDLMConfig
+    generation_config_class = MDLMGenerationConfig
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: MDLMConfig):
+        super().__init__(config)
+        self.model = XLMTransformer(config, is_causal=False)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        # DiT/MDLM start from uniform predictions: a zero output layer (not when it is the embedding matrix).
+        if (
+            self.config.zero_init_output
+            and not self.config.tie_word_embeddings
+            and module is getattr(self, "lm_head", None)
+        ):
+            init.zeros_(module.weight)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        noise_level: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
+    ) -> MaskedLMOutput | tuple:
+        r"""
+        noise_level (`torch.Tensor` of shape `(batch,)`, *optional*):
+            Total noise sigma(t) of each row (not t). Estimated from the masked fraction when omitted.
+        labels (`torch.LongTensor` of shape `(batch, length)`, *optional*):
+            Clean ids at the positions that count, -100 elsewhere. The loss returned here is the plain masked
+            cross-entropy (unweighted); the MDLM objective with its sigma'(t) / (exp(sigma(t)) - 1) weight lives in
+            `MDLMTrainer`, which needs each row's t.
+        num_items_in_batch (`int`, *optional*):
+            Counted positions in the whole (accumulated, all-device) batch; the loss is then sum / this number.
+        """
+        if input_ids is None:
+            raise ValueError("MDLMForMaskedDiffusionLM needs input_ids.")
+        if self.config.time_conditioning and noise_level is None:
+            noise_level = self.estimate_noise_level(input_ids, attention_mask)
+        hidden_states, all_hidden_states, all_attentions = self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            noise_level=noise_level if self.config.time_conditioning else None,
+            output_hidden_states=bool(output_hidden_states),
+            output_attentions=bool(output_attentions),
+        )
+        logits = self.lm_head(hidden_states)
+        loss = None
+        if labels is not None:
+            labels = labels.to(logits.device)
+            loss = nn.functional.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
+            )
+            loss = loss / (num_items_in_batch if num_items_in_batch is not None else labels.ne(-100).sum().clamp(min=1))
+        output = MaskedLMOutput(loss=loss, logits=logits, hidden_states=all_hidden_states, attentions=all_attentions)
+        return output if return_dict is not False else output.to_tuple()
+
+    def estimate_noise_level(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """sigma(t) of the time at which the schedule masks the row's fraction of `[MASK]` among real tokens."""
+        real = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+        masked = (input_ids.eq(self.config.mask_token_id) & real).sum(-1).float()
+        fraction = masked / real.sum(-1).clamp(min=1).float()
+        schedule = self.noise_schedule
+        return schedule.sigma(schedule.t_from_mask_probability(fraction).clamp(0.0, 1.0))
+
+
+__all__ = ["MDLMForMaskedDiffusionLM"]

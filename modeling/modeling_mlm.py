@@ -1,0 +1,87 @@
+"""The masked language model (MLM): a bidirectional rotary transformer that predicts clean tokens at `[MASK]`s.
+
+It is xlm-core's "absorbing diffusion without time": trained on i.i.d. masking at a random rate, it generates by
+iteratively unmasking (`generation_mlm.py`) and serves transformers' fill-mask pipeline as it is.
+"""
+
+import torch
+from torch import nn
+from transformers.modeling_outputs import MaskedLMOutput
+
+from .backbone import XLMPreTrainedModel, XLMTransformer
+from .configuration_mlm import MLMConfig
+from .generation_mlm import MLMGenerationConfig, MLMGenerationMixin
+
+
+class MLMForMaskedLM(XLMPreTrainedModel, MLMGenerationMixin):
+    """Masked-LM head over the shared bidirectional backbone.
+
+    `forward` returns logits at every position ([`MaskedLMOutput`]); with `labels` (clean ids where the loss
+    counts, -100 elsewhere) it also returns the cross-entropy. `generate` fills `[MASK]`s; see
+    [`MaskedDenoisingGenerationMixin.generate`].
+    """
+
+    config_class = MLMConfig
+    generation_config_class = MLMGenerationConfig
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: MLMConfig):
+        super().__init__(config)
+        self.model = XLMTransformer(config, is_causal=False)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
+    ) -> MaskedLMOutput | tuple:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch, length)`, *optional*):
+            Clean token ids at the positions that count (the masked ones), `-100` elsewhere. Not shifted.
+        num_items_in_batch (`int`, *optional*):
+            Number of counted positions in the whole (accumulated, all-device) batch; the loss is then the sum over
+            this batch divided by it.
+        """
+        if input_ids is None:
+            raise ValueError("MLMForMaskedLM needs input_ids.")
+        hidden_states, all_hidden_states, all_attentions = self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            output_hidden_states=bool(output_hidden_states),
+            output_attentions=bool(output_attentions),
+        )
+        logits = self.lm_head(hidden_states)
+        loss = masked_lm_loss(logits, labels, num_items_in_batch) if labels is not None else None
+        output = MaskedLMOutput(loss=loss, logits=logits, hidden_states=all_hidden_states, attentions=all_attentions)
+        return output if return_dict is not False else output.to_tuple()
+
+
+def masked_lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
+) -> torch.Tensor:
+    """Cross-entropy at positions whose label is not -100: the mean, or sum / `num_items_in_batch` when given."""
+    labels = labels.to(logits.device)
+    loss_sum = nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    if num_items_in_batch is None:
+        num_items_in_batch = labels.ne(-100).sum().clamp(min=1)
+    return loss_sum / num_items_in_batch
+
+
+__all__ = ["MLMForMaskedLM"]

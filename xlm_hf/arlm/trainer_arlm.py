@@ -1,0 +1,41 @@
+"""ARLM loss and prediction: next-token cross-entropy, and transformers' `generate` for scoring."""
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..trainer import XLMTrainer
+
+
+class ARLMTrainer(XLMTrainer):
+    """Cross-entropy of every target token given the tokens before it (spec §1.1 c).
+
+    The loss is the sum over the batch's target tokens divided by `num_items_in_batch` (all target tokens of the
+    accumulated, all-device batch), so k accumulated batches of B/k give the gradients of one batch of B.
+    """
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs["labels"]
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+        logits = outputs.logits[:, :-1, :].float()
+        targets = labels[:, 1:]
+        loss_sum = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
+        )
+        loss = self.normalize_loss(loss_sum, targets.ne(-100).sum(), num_items_in_batch)
+        return (loss, outputs) if return_outputs else loss
+
+    def predict_targets(self, model, batch: dict[str, Any]) -> torch.Tensor:
+        """Generates `block_size` tokens after `prompt [BOS]`; finished rows are padded, as the targets are."""
+        block_size = batch["target_ids"].shape[1]
+        pad = model.config.pad_token_id
+        kwargs = {"do_sample": False, **self.generation_kwargs, "max_new_tokens": block_size}
+        sequences = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
+        generated = sequences[:, batch["input_ids"].shape[1] :]
+        out = torch.full((len(generated), block_size), pad, dtype=torch.long, device=generated.device)
+        out[:, : generated.shape[1]] = generated[:, :block_size]
+        return out
+
+
+__all__ = ["ARLMTrainer"]

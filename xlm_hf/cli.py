@@ -1,0 +1,138 @@
+"""The `xlm-hf` command line: prepare-data, train, eval, generate.
+
+    xlm-hf prepare-data star_easy
+    xlm-hf train star_easy_arlm training.max_steps=200 model.num_hidden_layers=2
+    xlm-hf train star_easy_arlm --debug overfit
+    xlm-hf eval outputs/star_easy_arlm --task star_easy --split test --limit 500
+    xlm-hf generate outputs/star_easy_arlm --prompt "3 7 7 12 ... 3 15"
+
+Errors in what the user asked for (unknown experiment, key, task; bad model folder; bad prompt) print one line
+starting with `error:` and exit with status 2.
+"""
+
+import argparse
+import json
+import sys
+
+import yaml
+
+
+def _parse_value(text: str):
+    return yaml.safe_load(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xlm-hf", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    prep = sub.add_parser("prepare-data", help="generate a task's dataset into the cache folder")
+    prep.add_argument("task")
+    prep.add_argument("--cache-dir", default=None, help="default: $XLM_HF_DATA_DIR or ~/.cache/xlm_hf/data")
+    prep.add_argument("--overwrite", action="store_true", help="regenerate even if the cache has the task")
+
+    train = sub.add_parser("train", help="train an experiment and export a Hub-ready folder")
+    train.add_argument("experiment", help="a built-in experiment name (e.g. star_easy_arlm) or a YAML path")
+    train.add_argument("overrides", nargs="*", help="dotted overrides such as training.max_steps=200")
+    train.add_argument("--debug", choices=["overfit", "small_data"], default=None)
+    train.add_argument("--list", action="store_true", help=argparse.SUPPRESS)
+
+    ev = sub.add_parser("eval", help="run a saved model's eval tasks; prints the metrics as JSON on the last line")
+    ev.add_argument("model", help="a model folder or a Hub id")
+    ev.add_argument("--task", default=None, help="default: the task the model was trained on")
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--limit", type=int, default=None, help="evaluate on the first N examples")
+    ev.add_argument("--batch-size", type=int, default=None)
+    ev.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
+    ev.add_argument("--cache-dir", default=None)
+
+    gen = sub.add_parser("generate", help="generate from a saved model and print the text")
+    gen.add_argument("model", help="a model folder or a Hub id")
+    gen.add_argument("--prompt", action="append", default=None, help="a prompt (repeat for a batch); empty for none")
+    gen.add_argument("--revision", default=None)
+    gen.add_argument("--max-new-tokens", type=int, default=None)
+    gen.add_argument("--do-sample", action="store_true")
+    gen.add_argument("--temperature", type=float, default=None)
+    gen.add_argument("--top-k", type=int, default=None)
+    gen.add_argument("--top-p", type=float, default=None)
+    gen.add_argument("--num-beams", type=int, default=None)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any other generation option, e.g. num_steps=8"
+    )
+
+    sub.add_parser("experiments", help="list the built-in experiments")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ValueError as error:  # our errors are ValueErrors that say what to fix
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "experiments":
+        from .experiment import available_experiments
+
+        print("\n".join(available_experiments()))
+        return 0
+
+    if args.command == "prepare-data":
+        from .tasks import prepare_task
+
+        print(prepare_task(args.task, args.cache_dir, overwrite=args.overwrite))
+        return 0
+
+    if args.command == "train":
+        from .jobs import prepare_experiment, train
+
+        experiment = prepare_experiment(args.experiment, args.overrides, debug=args.debug)
+        summary = train(experiment)
+        print(json.dumps(summary))
+        return 0
+
+    if args.command == "eval":
+        from .jobs import evaluate
+
+        results = evaluate(
+            args.model,
+            task=args.task,
+            split=args.split,
+            limit=args.limit,
+            revision=args.revision,
+            batch_size=args.batch_size,
+            cache_dir=args.cache_dir,
+        )
+        print(json.dumps(results["metrics"]))
+        return 0
+
+    if args.command == "generate":
+        from transformers import set_seed
+
+        from .jobs import generate
+
+        options = {}
+        for key in ("max_new_tokens", "temperature", "top_k", "top_p", "num_beams"):
+            if getattr(args, key) is not None:
+                options[key] = getattr(args, key)
+        if args.do_sample:
+            options["do_sample"] = True
+        for item in args.set:
+            if "=" not in item:
+                raise ValueError(f"--set expects KEY=VALUE, got {item!r}.")
+            key, value = item.split("=", 1)
+            options[key] = _parse_value(value)
+        if args.seed is not None:
+            set_seed(args.seed)
+        prompts = args.prompt if args.prompt else [""]
+        for text in generate(args.model, prompts, revision=args.revision, **options):
+            print(text)
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

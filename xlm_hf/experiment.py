@@ -1,0 +1,170 @@
+"""Experiments: YAML files that wire a family to a task, with dotted command-line overrides.
+
+```yaml
+family: arlm                 # a registered family
+data:                        # DataArguments below
+  task: star_easy
+  input_block_size: 28
+  block_size: 14
+model: {hidden_size: 128}    # the family's config arguments
+collator: {}                 # the family's seq2seq collator options (e.g. loss_on_prompt)
+training: {max_steps: 2000}  # any transformers.TrainingArguments field
+generation: {}               # the family's generation-config fields
+eval_tasks:                  # named eval tasks, run at every evaluation
+  lm: {kind: loss, split: validation}
+  prediction: {kind: generate, split: validation, metrics: [exact_match, token_accuracy]}
+```
+
+An experiment is addressed by name (a file in `xlm_hf/experiments/`) or by path. Overrides look like
+`training.max_steps=200 model.num_hidden_layers=2`; values are parsed as YAML. Every unknown key is an error
+that names it and lists the valid ones.
+"""
+
+import copy
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import GenerationConfig, TrainingArguments
+
+from .families import get_family
+
+EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
+SECTIONS = ("description", "family", "data", "model", "collator", "training", "generation", "eval_tasks")
+EVAL_TASK_KEYS = ("kind", "split", "metrics", "limit", "collator")
+
+
+@dataclass
+class DataArguments:
+    """Which task and how it is cut into blocks."""
+
+    task: str = "star_easy"
+    input_block_size: int | None = None  # prompt block; the task's default when None
+    block_size: int | None = None  # target block; the task's default when None
+    cache_dir: str | None = None  # where prepared tasks live; $XLM_HF_DATA_DIR or ~/.cache/xlm_hf/data
+    train_split: str = "train"
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+
+
+class ExperimentError(ValueError):
+    """A problem in an experiment file or override, said in terms of the experiment's keys."""
+
+
+def available_experiments() -> list[str]:
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+
+
+def resolve_experiment_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    candidate = EXPERIMENTS_DIR / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    raise ExperimentError(
+        f"Unknown experiment {name_or_path!r}: it is neither a YAML file nor one of the built-in experiments: "
+        f"{', '.join(available_experiments())}."
+    )
+
+
+def apply_override(experiment: dict[str, Any], override: str) -> None:
+    """Applies `a.b.c=value` in place (value parsed as YAML: numbers, booleans, lists, null)."""
+    if "=" not in override:
+        raise ExperimentError(f"Override {override!r} must look like section.key=value.")
+    dotted, raw_value = override.split("=", 1)
+    keys = dotted.strip().split(".")
+    if keys[0] not in SECTIONS:
+        raise ExperimentError(f"Unknown section {keys[0]!r} in override {override!r}. Valid: {', '.join(SECTIONS)}.")
+    node = experiment
+    for key in keys[:-1]:
+        if node.get(key) is None:
+            node[key] = {}
+        if not isinstance(node[key], dict):
+            raise ExperimentError(f"Override {override!r}: {key!r} is not a section.")
+        node = node[key]
+    node[keys[-1]] = yaml.safe_load(raw_value)
+
+
+def load_experiment(name_or_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Reads, overrides and validates an experiment; returns the resolved dictionary."""
+    path = resolve_experiment_path(name_or_path)
+    with open(path) as handle:
+        experiment = yaml.safe_load(handle) or {}
+    if not isinstance(experiment, dict):
+        raise ExperimentError(f"{path} must hold a mapping of sections.")
+    experiment = copy.deepcopy(experiment)
+    experiment.setdefault("name", path.stem)
+    for override in overrides or []:
+        apply_override(experiment, override)
+    validate_experiment(experiment)
+    return experiment
+
+
+def _check_keys(section: str, given: dict[str, Any], valid: set[str]) -> None:
+    unknown = sorted(set(given) - valid)
+    if unknown:
+        raise ExperimentError(
+            f"Unknown key(s) {', '.join(repr(k) for k in unknown)} in section {section!r}. "
+            f"Valid keys: {', '.join(sorted(valid))}."
+        )
+
+
+def _init_arguments(cls: type) -> set[str]:
+    names = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            params = inspect.signature(vars(klass)["__init__"]).parameters
+            names |= {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return names
+
+
+def validate_experiment(experiment: dict[str, Any]) -> None:
+    _check_keys("<top level>", experiment, set(SECTIONS) | {"name"})
+    if "family" not in experiment:
+        raise ExperimentError("The experiment names no family (e.g. `family: arlm`).")
+    family = get_family(experiment["family"])
+    for section in ("data", "model", "collator", "training", "generation", "eval_tasks"):
+        value = experiment.setdefault(section, {})
+        if value is None:
+            experiment[section] = {}
+        elif not isinstance(value, dict):
+            raise ExperimentError(f"Section {section!r} must be a mapping, got {type(value).__name__}.")
+
+    _check_keys("data", experiment["data"], {f.name for f in dataclasses.fields(DataArguments)})
+    model_keys = _init_arguments(family.config_class) - {"vocab_size"}
+    _check_keys("model", experiment["model"], model_keys)
+    collator_class = family.collators["seq2seq"]
+    collator_keys = {f.name for f in dataclasses.fields(collator_class)} - {"tokenizer", "input_block_size", "block_size"}
+    _check_keys("collator", experiment["collator"], collator_keys)
+    _check_keys("training", experiment["training"], {f.name for f in dataclasses.fields(TrainingArguments)})
+    generation_class = getattr(family.model_class, "generation_config_class", None) or GenerationConfig
+    _check_keys("generation", experiment["generation"], set(generation_class().to_dict()) - {"transformers_version"})
+    for name, task in experiment["eval_tasks"].items():
+        if not isinstance(task, dict):
+            raise ExperimentError(f"Eval task {name!r} must be a mapping with keys {', '.join(EVAL_TASK_KEYS)}.")
+        _check_keys(f"eval_tasks.{name}", task, set(EVAL_TASK_KEYS))
+
+
+def data_arguments(experiment: dict[str, Any]) -> DataArguments:
+    return DataArguments(**experiment.get("data", {}))
+
+
+def dump_experiment(experiment: dict[str, Any], path: str | Path) -> None:
+    with open(path, "w") as handle:
+        yaml.safe_dump(experiment, handle, sort_keys=False)
+
+
+__all__ = [
+    "DataArguments",
+    "ExperimentError",
+    "available_experiments",
+    "load_experiment",
+    "apply_override",
+    "validate_experiment",
+    "data_arguments",
+    "dump_experiment",
+]

@@ -1,0 +1,285 @@
+"""The jobs behind the CLI: train an experiment, evaluate a saved model, generate from a saved model."""
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainingArguments, set_seed
+
+from .experiment import DataArguments, ExperimentError, data_arguments, load_experiment
+from .export import EXPERIMENT_FILE, RESULTS_FILE, export_model, load_model_and_tokenizer
+from .families import Family, get_family
+from .tasks import get_task, load_task, tokenize_seq2seq
+from .trainer import EvalTask
+
+DEBUG_MODES = ("overfit", "small_data")
+DEFAULT_EVAL_TASKS = {
+    "lm": {"kind": "loss", "split": "validation"},
+    "prediction": {"kind": "generate", "split": "validation", "metrics": ["exact_match", "token_accuracy"]},
+}
+
+
+def debug_overrides(mode: str, experiment: dict[str, Any]) -> list[str]:
+    """Debug presets (applied before the command line's own overrides, which win).
+
+    - `overfit`: one batch, repeated; the loss must fall near zero (checks that the family can learn at all).
+    - `small_data`: 1 000 training and 50 evaluation examples, 100 steps (checks the whole loop quickly).
+    """
+    batch_size = experiment.get("training", {}).get("per_device_train_batch_size", 8)
+    if mode == "overfit":
+        return [
+            f"data.max_train_samples={batch_size}",
+            f"data.max_eval_samples={batch_size}",
+            "training.max_steps=300",
+            "training.learning_rate=0.001",
+            "training.lr_scheduler_type=constant",
+            "training.warmup_steps=0",
+            "training.weight_decay=0.0",
+            "training.eval_strategy=no",
+            "training.logging_steps=25",
+            "model.hidden_dropout=0.0",
+            "model.attention_dropout=0.0",
+        ]
+    if mode == "small_data":
+        return [
+            "data.max_train_samples=1000",
+            "data.max_eval_samples=50",
+            "training.max_steps=100",
+            "training.eval_steps=50",
+            "training.logging_steps=10",
+        ]
+    raise ExperimentError(f"Unknown debug mode {mode!r}; choose one of {DEBUG_MODES}.")
+
+
+def prepare_experiment(name_or_path: str, overrides: list[str] | None = None, debug: str | None = None) -> dict:
+    overrides = list(overrides or [])
+    if debug:
+        preview = load_experiment(name_or_path, overrides)
+        overrides = debug_overrides(debug, preview) + overrides
+    experiment = load_experiment(name_or_path, overrides)
+    experiment["debug"] = debug
+    return experiment
+
+
+def block_sizes(data_args: DataArguments) -> tuple[int, int]:
+    task = get_task(data_args.task)
+    return data_args.input_block_size or task.input_block_size, data_args.block_size or task.block_size
+
+
+def build_eval_tasks(
+    family: Family,
+    experiment: dict[str, Any],
+    tokenizer,
+    splits,
+    split: str | None = None,
+    limit: int | None = None,
+) -> dict[str, EvalTask]:
+    """The experiment's eval tasks (or the defaults), each over its split with its own collator."""
+    data_args = data_arguments(experiment)
+    input_block_size, block_size = block_sizes(data_args)
+    specs = experiment.get("eval_tasks") or DEFAULT_EVAL_TASKS
+    limit = limit if limit is not None else data_args.max_eval_samples
+    tasks = {}
+    for name, spec in specs.items():
+        kind = spec.get("kind", "loss")
+        task_split = split or spec.get("split", "validation")
+        if task_split not in splits:
+            raise ExperimentError(f"Eval task {name!r} asks for split {task_split!r}; the task has {list(splits)}.")
+        dataset = splits[task_split]
+        task_limit = spec.get("limit") if spec.get("limit") is not None else limit
+        if task_limit is not None:
+            dataset = dataset.select(range(min(task_limit, len(dataset))))
+        collator_kind = spec.get("collator") or ("seq2seq" if kind == "loss" else "seq2seq_pred")
+        if collator_kind not in family.collators:
+            raise ExperimentError(
+                f"Eval task {name!r} asks for collator {collator_kind!r}; family {family.name!r} has "
+                f"{sorted(family.collators)}."
+            )
+        collator_options = experiment.get("collator", {}) if collator_kind == "seq2seq" else {}
+        collator = family.collators[collator_kind](
+            tokenizer=tokenizer, input_block_size=input_block_size, block_size=block_size, **collator_options
+        )
+        tasks[name] = EvalTask(name, dataset, collator, kind=kind, metrics=list(spec.get("metrics", [])))
+    return tasks
+
+
+def training_arguments(experiment: dict[str, Any]) -> TrainingArguments:
+    options = dict(experiment.get("training", {}))
+    options.setdefault("output_dir", f"outputs/{experiment.get('name', 'experiment')}")
+    options.setdefault("report_to", "none")
+    # Collators need the raw token-id columns; every training batch carries `labels`.
+    options["remove_unused_columns"] = False
+    options.setdefault("label_names", ["labels"])
+    options.setdefault("dataloader_pin_memory", torch.cuda.is_available())
+    if not experiment.get("eval_tasks") and options.get("eval_strategy", "no") != "no":
+        experiment["eval_tasks"] = dict(DEFAULT_EVAL_TASKS)
+    return TrainingArguments(**options)
+
+
+def train(experiment: dict[str, Any]) -> dict[str, Any]:
+    """Trains the experiment, evaluates it on its eval tasks, and exports a Hub-ready folder to `output_dir`."""
+    family = get_family(experiment["family"])
+    data_args = data_arguments(experiment)
+    input_block_size, block_size = block_sizes(data_args)
+    args = training_arguments(experiment)
+    set_seed(args.seed)
+
+    task = get_task(data_args.task)
+    tokenizer = task.build_tokenizer()
+    model_options = dict(experiment.get("model", {}))
+    model_options.setdefault("max_position_embeddings", input_block_size + block_size)
+    config = family.config_class(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        mask_token_id=tokenizer.mask_token_id,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+        **model_options,
+    )
+    model = family.model_class(config)
+    generation = dict(experiment.get("generation", {}))
+    generation.setdefault("max_new_tokens", block_size)
+    model.generation_config.update(**generation)
+
+    splits = load_task(data_args.task, data_args.cache_dir)
+    splits = {name: tokenize_seq2seq(split, tokenizer) for name, split in splits.items()}
+    if data_args.train_split not in splits:
+        raise ExperimentError(f"data.train_split={data_args.train_split!r} is not a split of {data_args.task}.")
+    train_dataset = splits[data_args.train_split]
+    if data_args.max_train_samples is not None:
+        train_dataset = train_dataset.select(range(min(data_args.max_train_samples, len(train_dataset))))
+    if experiment.get("debug") == "overfit":
+        splits = {"validation": train_dataset, "test": train_dataset}
+
+    train_collator = family.collators["seq2seq"](
+        tokenizer=tokenizer, input_block_size=input_block_size, block_size=block_size, **experiment.get("collator", {})
+    )
+    eval_tasks = build_eval_tasks(family, experiment, tokenizer, splits) if args.eval_strategy != "no" else {}
+    trainer = family.trainer_class(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        data_collator=train_collator,
+        processing_class=tokenizer,
+        eval_tasks=eval_tasks,
+        generation_kwargs=generation,
+    )
+    train_output = trainer.train()
+    final_metrics = trainer.evaluate() if eval_tasks else {}
+
+    export_model(trainer.model, tokenizer, args.output_dir, family, experiment=experiment)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    summary = {
+        "output_dir": str(args.output_dir),
+        "global_step": trainer.state.global_step,
+        "train_loss": train_output.training_loss,
+        "final_logged_loss": losses[-1] if losses else None,
+        "train_runtime": train_output.metrics.get("train_runtime"),
+        **final_metrics,
+    }
+    return summary
+
+
+def evaluate(
+    model_path: str,
+    task: str | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    revision: str | None = None,
+    batch_size: int | None = None,
+    cache_dir: str | None = None,
+) -> dict[str, Any]:
+    """Runs a saved model's eval tasks on `split`; writes `results.json` next to the weights."""
+    model, tokenizer, family, model_dir = load_model_and_tokenizer(model_path, revision)
+    experiment_file = model_dir / EXPERIMENT_FILE
+    if experiment_file.is_file():
+        import yaml
+
+        experiment = yaml.safe_load(experiment_file.read_text())
+    else:
+        experiment = {"family": family.name, "data": {}}
+    experiment.setdefault("data", {})
+    if task is not None:
+        trained_on = experiment["data"].get("task")
+        if trained_on not in (None, task):
+            # a different task: its own block sizes
+            experiment["data"].pop("input_block_size", None)
+            experiment["data"].pop("block_size", None)
+        experiment["data"]["task"] = task
+    if cache_dir is not None:
+        experiment["data"]["cache_dir"] = cache_dir
+    data_args = data_arguments(experiment)
+    if len(tokenizer) != len(get_task(data_args.task).build_tokenizer()):
+        raise ValueError(
+            f"The model's tokenizer ({len(tokenizer)} tokens) does not match task {data_args.task!r}'s vocabulary."
+        )
+    splits = load_task(data_args.task, data_args.cache_dir)
+    if split not in splits:
+        raise ValueError(f"Task {data_args.task!r} has no split {split!r}; it has {list(splits)}.")
+    splits = {split: tokenize_seq2seq(splits[split], tokenizer)}
+    eval_tasks = build_eval_tasks(family, experiment, tokenizer, splits, split=split, limit=limit)
+
+    writable = os.access(model_dir, os.W_OK)
+    with tempfile.TemporaryDirectory() as scratch:
+        # predictions/<task>/*.jsonl go next to the model when the folder is ours (not a read-only Hub cache)
+        args = TrainingArguments(
+            output_dir=str(model_dir) if writable else scratch,
+            per_device_eval_batch_size=batch_size or experiment.get("training", {}).get("per_device_eval_batch_size", 64),
+            report_to="none",
+            remove_unused_columns=False,
+            label_names=["labels"],
+        )
+        trainer = family.trainer_class(
+            model=model,
+            args=args,
+            processing_class=tokenizer,
+            eval_tasks=eval_tasks,
+            generation_kwargs=experiment.get("generation", {}),
+        )
+        metrics = trainer.evaluate()
+    results = {
+        "task": data_args.task,
+        "split": split,
+        "num_examples": len(splits[split]) if limit is None else min(limit, len(splits[split])),
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)},
+    }
+    if writable:
+        tmp = model_dir / (RESULTS_FILE + ".tmp")
+        tmp.write_text(json.dumps(results, indent=2))
+        os.replace(tmp, model_dir / RESULTS_FILE)
+    return results
+
+
+def generate(
+    model_path: str,
+    prompts: list[str],
+    revision: str | None = None,
+    **generation_kwargs,
+) -> list[str]:
+    """Generates from plain text prompts; returns the continuation of each (the whole text when the family
+    does not keep the prompt as a prefix)."""
+    model, tokenizer, _, _ = load_model_and_tokenizer(model_path, revision)
+    tokenizer.padding_side = "left"
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    if tokenizer.unk_token_id is not None and bool((encoded["input_ids"] == tokenizer.unk_token_id).any()):
+        unknown = [w for p in prompts for w in p.split() if tokenizer.convert_tokens_to_ids(w) == tokenizer.unk_token_id]
+        raise ValueError(f"The prompt has words outside the model's vocabulary: {sorted(set(unknown))}.")
+    with torch.no_grad():
+        output = model.generate(**encoded, **generation_kwargs)
+    sequences = output.sequences if hasattr(output, "sequences") else output
+    texts = []
+    for row in range(len(prompts)):
+        prompt_text = tokenizer.decode(encoded["input_ids"][row], skip_special_tokens=True).strip()
+        full_text = tokenizer.decode(sequences[row], skip_special_tokens=True).strip()
+        # the continuation when the prompt is kept as a prefix; the whole text otherwise (e.g. insertions)
+        texts.append(full_text[len(prompt_text) :].strip() if full_text.startswith(prompt_text) else full_text)
+    return texts
+
+
+__all__ = ["train", "evaluate", "generate", "prepare_experiment", "build_eval_tasks", "DEBUG_MODES"]
