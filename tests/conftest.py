@@ -1,0 +1,29 @@
+"""Shared fixtures. Tests never reach the network: the Hub is offline and every dataset is generated locally."""
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """One cache of generated tasks for the whole session (star_easy is generated at most once)."""
+    path = tmp_path_factory.mktemp("xlm_hf_data")
+    os.environ["XLM_HF_DATA_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def star_tokenizer():
+    from xlm_hf.tokenization import build_number_tokenizer
+
+    return build_number_tokenizer(20)
