@@ -468,6 +468,9 @@ class MaskedDenoisingGenerationMixin:
     ) -> MaskedGenerationConfig:
         overrides = dict(overrides)
         overrides.pop("token_type_ids", None)  # some tokenizers return it; the canvas has one segment
+        # transformers' switch between greedy and sampling: do_sample=False means argmax tokens
+        if overrides.pop("do_sample", None) is False and "temperature" not in overrides:
+            overrides["temperature"] = 0.0
         base = generation_config if generation_config is not None else getattr(self, "generation_config", None)
         if base is None or not isinstance(base, MaskedGenerationConfig):
             # e.g. a plain GenerationConfig: keep only the fields we know

@@ -67,9 +67,9 @@ class MDLMForMaskedDiffusionLM(XLMPreTrainedModel, MDLMGenerationMixin):
         noise_level (`torch.Tensor` of shape `(batch,)`, *optional*):
             Total noise sigma(t) of each row (not t). Estimated from the masked fraction when omitted.
         labels (`torch.LongTensor` of shape `(batch, length)`, *optional*):
-            Clean ids at the positions that count, -100 elsewhere. The loss returned here is the plain masked
-            cross-entropy (unweighted); the MDLM objective with its sigma'(t) / (exp(sigma(t)) - 1) weight lives in
-            `MDLMTrainer`, which needs each row's t.
+            Clean ids at the positions that count, -100 elsewhere. The loss returned here is the unweighted
+            cross-entropy at `[MASK]` inputs, summed and divided by the number of labels; the MDLM objective with
+            its sigma'(t) / (exp(sigma(t)) - 1) weight lives in `MDLMTrainer`, which needs each row's t.
         num_items_in_batch (`int`, *optional*):
             Counted positions in the whole (accumulated, all-device) batch; the loss is then sum / this number.
         """
@@ -89,10 +89,14 @@ class MDLMForMaskedDiffusionLM(XLMPreTrainedModel, MDLMGenerationMixin):
         loss = None
         if labels is not None:
             labels = labels.to(logits.device)
+            # the loss counts only where the input is [MASK]; labels may also mark visible maskable positions
+            # (the ELBO normaliser), which then only count in the denominator
+            denominator = num_items_in_batch if num_items_in_batch is not None else labels.ne(-100).sum().clamp(min=1)
+            labels = labels.masked_fill(input_ids.ne(self.config.mask_token_id), -100)
             loss = nn.functional.cross_entropy(
                 logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
             )
-            loss = loss / (num_items_in_batch if num_items_in_batch is not None else labels.ne(-100).sum().clamp(min=1))
+            loss = loss / denominator
         output = MaskedLMOutput(loss=loss, logits=logits, hidden_states=all_hidden_states, attentions=all_attentions)
         return output if return_dict is not False else output.to_tuple()
 

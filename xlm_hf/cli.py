@@ -14,11 +14,12 @@ import argparse
 import json
 import sys
 
-import yaml
 
 
 def _parse_value(text: str):
-    return yaml.safe_load(text)
+    from .experiment import parse_yaml
+
+    return parse_yaml(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Overrides may come after options (`train EXP --debug overfit training.max_steps=5`): collect them.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "train" or any(item.startswith("-") or "=" not in item for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     try:
         return _run(args)
     except ValueError as error:  # our errors are ValueErrors that say what to fix

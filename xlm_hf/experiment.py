@@ -23,6 +23,7 @@ that names it and lists the valid ones.
 import copy
 import dataclasses
 import inspect
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,27 @@ def resolve_experiment_path(name_or_path: str) -> Path:
     )
 
 
+class ExperimentLoader(yaml.SafeLoader):
+    """YAML as people write experiments: `no`/`off` stay strings (`eval_strategy: no`), only true/false are
+    booleans, and `3e-4` is a float (YAML 1.1 would read a string, a boolean and a string)."""
+
+
+ExperimentLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ExperimentLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+ExperimentLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789.")
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=ExperimentLoader)
+
+
 def apply_override(experiment: dict[str, Any], override: str) -> None:
     """Applies `a.b.c=value` in place (value parsed as YAML: numbers, booleans, lists, null)."""
     if "=" not in override:
@@ -86,14 +108,13 @@ def apply_override(experiment: dict[str, Any], override: str) -> None:
         if not isinstance(node[key], dict):
             raise ExperimentError(f"Override {override!r}: {key!r} is not a section.")
         node = node[key]
-    node[keys[-1]] = yaml.safe_load(raw_value)
+    node[keys[-1]] = parse_yaml(raw_value)
 
 
 def load_experiment(name_or_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
     """Reads, overrides and validates an experiment; returns the resolved dictionary."""
     path = resolve_experiment_path(name_or_path)
-    with open(path) as handle:
-        experiment = yaml.safe_load(handle) or {}
+    experiment = parse_yaml(path.read_text()) or {}
     if not isinstance(experiment, dict):
         raise ExperimentError(f"{path} must hold a mapping of sections.")
     experiment = copy.deepcopy(experiment)
@@ -167,4 +188,5 @@ __all__ = [
     "validate_experiment",
     "data_arguments",
     "dump_experiment",
+    "parse_yaml",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import TrainingArguments, set_seed
 
-from .experiment import DataArguments, ExperimentError, data_arguments, load_experiment
+from .experiment import DataArguments, ExperimentError, data_arguments, load_experiment, parse_yaml
 from .export import EXPERIMENT_FILE, RESULTS_FILE, export_model, load_model_and_tokenizer
 from .families import Family, get_family
 from .tasks import get_task, load_task, tokenize_seq2seq
@@ -199,9 +199,7 @@ def evaluate(
     model, tokenizer, family, model_dir = load_model_and_tokenizer(model_path, revision)
     experiment_file = model_dir / EXPERIMENT_FILE
     if experiment_file.is_file():
-        import yaml
-
-        experiment = yaml.safe_load(experiment_file.read_text())
+        experiment = parse_yaml(experiment_file.read_text())
     else:
         experiment = {"family": family.name, "data": {}}
     experiment.setdefault("data", {})
@@ -234,6 +232,7 @@ def evaluate(
             report_to="none",
             remove_unused_columns=False,
             label_names=["labels"],
+            dataloader_pin_memory=torch.cuda.is_available(),
         )
         trainer = family.trainer_class(
             model=model,

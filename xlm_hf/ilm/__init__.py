@@ -1,0 +1,50 @@
+"""ILM: the Insertion LM family (arXiv 2505.05755)."""
+
+from ..families import Family, register_family
+from ..modeling.configuration_ilm import ILMConfig
+from ..modeling.generation_ilm import ILMGenerationConfig, ILMGenerationOutput
+from ..modeling.modeling_ilm import ILMModelForInsertionLM, ILMOutput, ilm_loss
+from .collator_ilm import (
+    ILMCollatorForLM,
+    ILMCollatorForSeq2Seq,
+    ILMCollatorForSeq2SeqPrediction,
+    attribute_deletions,
+    ilm_drop,
+)
+from .trainer_ilm import ILMTrainer
+
+FAMILY = register_family(
+    Family(
+        name="ilm",
+        config_class=ILMConfig,
+        model_class=ILMModelForInsertionLM,
+        trainer_class=ILMTrainer,
+        collators={
+            "lm": ILMCollatorForLM,
+            "seq2seq": ILMCollatorForSeq2Seq,
+            "seq2seq_pred": ILMCollatorForSeq2SeqPrediction,
+        },
+        auto_map={
+            "AutoConfig": "configuration_ilm.ILMConfig",
+            "AutoModel": "modeling_ilm.ILMModelForInsertionLM",
+        },
+        pipeline_tag="text-generation",
+        paper="https://arxiv.org/abs/2505.05755",
+    )
+)
+
+__all__ = [
+    "ILMConfig",
+    "ILMModelForInsertionLM",
+    "ILMOutput",
+    "ILMGenerationConfig",
+    "ILMGenerationOutput",
+    "ILMTrainer",
+    "ILMCollatorForLM",
+    "ILMCollatorForSeq2Seq",
+    "ILMCollatorForSeq2SeqPrediction",
+    "attribute_deletions",
+    "ilm_drop",
+    "ilm_loss",
+    "FAMILY",
+]

@@ -1,0 +1,89 @@
+"""ILM loss and prediction (spec §1.3 c, d)."""
+
+from typing import Any
+
+import torch
+
+from ..modeling.modeling_ilm import ilm_loss
+from ..trainer import XLMTrainer
+
+# Batch keys the model's forward does not take as inputs (the loss is computed here, not in forward).
+TARGET_KEYS = ("labels", "target_positions", "target_tokens")
+
+
+class ILMTrainer(XLMTrainer):
+    """The ILM loss, normalised over rows.
+
+    Per row b: `CE_b` = cross-entropy of one softmax over every (position, token) pair (padding and `[CLS]`
+    excluded, prompt and `[BOS]` included) against the deleted tokens' counts / N_b (0 when nothing was
+    deleted), plus λ · the stopping head's cross-entropy (label 1[N_b > 0], optional class weights `[w, 1-w]`);
+    λ and w are `model.config.stopping_loss_weight` / `stopping_class_weight`. The loss returned is
+    `Σ_b (CE_b + λ·stop_b) / num_items_in_batch`, where Trainer counts `num_items_in_batch` from the collators'
+    `labels` (one item per row, never -100) over the whole accumulated, all-device batch: the mean over rows of
+    one big batch, exactly, under gradient accumulation and DDP (`normalize_loss` multiplies by the number of
+    processes, as Trainer's own `compute_loss` does). Without a count (evaluation) it is this batch's row mean.
+
+    The token loss never builds the `(batch, length, vocab)` target: it is `logsumexp` over the allowed logits
+    minus the mean of the N_b target logits gathered by index (see `ilm_loss`).
+    """
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            cls_position=inputs.get("cls_position"),
+        )
+        config = self.accelerator.unwrap_model(model).config
+        attention_mask = inputs["attention_mask"]
+        cls_position = inputs.get("cls_position")
+        if cls_position is None:
+            cls_position = attention_mask.long().argmax(dim=-1)
+        loss_sum, insertion_loss, stopping_loss = ilm_loss(
+            outputs.logits,
+            outputs.stopping_logits,
+            attention_mask,
+            cls_position,
+            inputs["target_positions"],
+            inputs["target_tokens"],
+            stopping_head=config.stopping_head,
+            stopping_loss_weight=config.stopping_loss_weight,
+            stopping_class_weight=config.stopping_class_weight,
+            num_items_in_batch=1,  # the sum over rows; normalised below
+        )
+        loss = self.normalize_loss(loss_sum, inputs["input_ids"].shape[0], num_items_in_batch)
+        if return_outputs:
+            outputs["loss"] = loss
+            outputs["insertion_loss"] = insertion_loss.detach()
+            outputs["stopping_loss"] = stopping_loss.detach()
+            return loss, outputs
+        return loss
+
+    @torch.no_grad()
+    def predict_targets(self, model, batch: dict[str, Any]) -> torch.Tensor:
+        """Generates after `[CLS] prompt [BOS]` and lays the inserted tokens out like `batch["target_ids"]`
+        (right-padded with `[PAD]` to `block_size`; anything past `block_size` is cut)."""
+        target_ids = batch["target_ids"]
+        block_size = target_ids.shape[1]
+        pad = model.config.pad_token_id
+        options = {**self.generation_kwargs, "max_new_tokens": block_size, "return_dict_in_generate": True}
+        options.pop("return_history", None)
+        output = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **options)
+        return generated_part(output.sequences, batch["attention_mask"], pad, block_size)
+
+
+def generated_part(sequences: torch.Tensor, prompt_mask: torch.Tensor, pad_id: int, block_size: int) -> torch.Tensor:
+    """Tokens after the prompt of left-padded `sequences` (the prompt being `prompt_mask.sum()` real tokens at the
+    start of each row, which insertion after `[BOS]` never moves), right-padded with `pad_id` to `block_size`."""
+    real = sequences.ne(pad_id)
+    num_generated = real.sum(dim=-1) - prompt_mask.to(sequences.device).long().sum(dim=-1)
+    width = sequences.shape[1]
+    out = torch.full((len(sequences), block_size), pad_id, dtype=torch.long, device=sequences.device)
+    for row in range(len(sequences)):
+        count = int(num_generated[row])
+        if count > 0:
+            tokens = sequences[row, width - count :][:block_size]
+            out[row, : len(tokens)] = tokens
+    return out
+
+
+__all__ = ["ILMTrainer", "generated_part"]

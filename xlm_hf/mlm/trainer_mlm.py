@@ -1,0 +1,62 @@
+"""MLM loss and prediction: cross-entropy at masked positions, and iterative unmasking for scoring."""
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..trainer import XLMTrainer
+
+
+def masked_predict_targets(model, batch: dict[str, Any], generation_kwargs: dict[str, Any]) -> torch.Tensor:
+    """Generation for a prediction batch of a masked family, laid out like `batch["target_ids"]`.
+
+    - seq2seq batches (`prompt [BOS]` left-padded): `block_size` masks after the prompt; the last `block_size`
+      columns of the canvas are the prediction;
+    - infilling batches (`infill=True`): the prompt's masks are filled, nothing is added; the canvas is the
+      prediction (prompt and target are aligned column by column);
+    - unconditional batches (`unconditional=True`): `block_size` masks and no prompt.
+    """
+    target_width = batch["target_ids"].shape[1]
+    kwargs = {key: value for key, value in generation_kwargs.items() if key != "max_length"}
+    kwargs["return_dict_in_generate"] = True
+    kwargs["output_history"] = False
+    if batch.get("unconditional"):
+        rows = batch["target_ids"].shape[0]
+        output = model.generate(input_ids=None, **{**kwargs, "num_return_sequences": rows, "max_new_tokens": target_width})
+    elif batch.get("infill"):
+        output = model.generate(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **{**kwargs, "max_new_tokens": 0}
+        )
+    else:
+        output = model.generate(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            **{**kwargs, "max_new_tokens": target_width},
+        )
+    sequences = output.sequences
+    return sequences[:, -target_width:]
+
+
+class MLMTrainer(XLMTrainer):
+    """Cross-entropy at masked positions (spec §1.2 c): the sum over the batch's masked tokens divided by
+    `num_items_in_batch` (all masked tokens of the accumulated, all-device batch), so gradient accumulation and
+    DDP give the gradients of one big batch. No 1/t weight (the MLM has no time)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs["labels"]
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        logits = outputs.logits.float()
+        loss_sum = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
+        )
+        loss = self.normalize_loss(loss_sum, labels.ne(-100).sum(), num_items_in_batch)
+        return (loss, outputs) if return_outputs else loss
+
+    def predict_targets(self, model, batch: dict[str, Any]) -> torch.Tensor:
+        """Fills `block_size` masks after `prompt [BOS]` (or a batch's infilling masks); see
+        `masked_predict_targets`."""
+        return masked_predict_targets(model, batch, self.generation_kwargs)
+
+
+__all__ = ["MLMTrainer", "masked_predict_targets"]
