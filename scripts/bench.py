@@ -1,0 +1,191 @@
+#!/usr/bin/env python
+"""Benchmark one experiment: training speed and memory, achieved FLOP rate, generation speed.
+
+    python scripts/bench.py star_easy_arlm
+    python scripts/bench.py arlm/star_easy_arlm training.per_device_train_batch_size=32
+    python scripts/bench.py star_easy_mdlm --steps 20 --generation-batches 2
+
+Prints a table and, last, one JSON line. Training: seconds per optimizer step, tokens per second (all positions
+of the batch, prompt and target), peak resident memory, achieved GFLOP/s (6·N·T for the dense layers plus the
+attention matmuls) and its fraction of a float32 matmul peak that this script measures on the same machine.
+Generation: new tokens per second through the family's `predict_targets` on the validation split, with the
+family's cache switched on and off, and the model calls per sample where the family counts them.
+"""
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+import torch
+from transformers import set_seed
+
+from xlm_hf.experiment import data_arguments
+from xlm_hf.families import get_family
+from xlm_hf.jobs import block_sizes, build_eval_tasks, prepare_experiment, training_arguments
+from xlm_hf.tasks import get_task, load_task, tokenize_seq2seq
+
+# generation option that switches the family's cache, and its (on, off) values
+CACHE_OPTIONS = {
+    "arlm": ("use_cache", True, False),
+    "mlm": None,
+    "mdlm": ("use_cache_trick", True, False),
+    "ilm": None,
+}
+
+
+def matmul_peak_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """Float32 matmul rate of this machine with torch's current threads (the best of a few tries)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        elapsed = time.perf_counter() - start
+        best = max(best, 2 * size**3 * repeats / elapsed / 1e9)
+    return best
+
+
+def flops_per_step(model, batch_size: int, length: int) -> float:
+    """6 FLOPs per parameter per token for the dense layers (forward + backward) plus the attention score and
+    value matmuls (2 · 2 · L · d per token per layer forward, times 3 with backward)."""
+    config = model.config
+    dense = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
+    tokens = batch_size * length
+    attention = 3 * 4 * config.num_hidden_layers * length * config.hidden_size * tokens
+    return 6 * dense * tokens + attention
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiment", help="experiment name or path; a FAMILY/ prefix is accepted and ignored")
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps (after 5 warm-up steps)")
+    parser.add_argument("--generation-batches", type=int, default=2)
+    parser.add_argument("--generation-batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    name = args.experiment.split("/", 1)[-1] if "/" in args.experiment and not args.experiment.endswith(".yaml") else args.experiment
+    experiment = prepare_experiment(name, [*args.overrides, "training.eval_strategy=no", "training.report_to=none"])
+    family = get_family(experiment["family"])
+    data_args = data_arguments(experiment)
+    input_block_size, block_size = block_sizes(data_args)
+    train_args = training_arguments(experiment)
+    set_seed(train_args.seed)
+
+    tokenizer = get_task(data_args.task).build_tokenizer()
+    model_options = dict(experiment.get("model", {}))
+    model_options.setdefault("max_position_embeddings", input_block_size + block_size)
+    config = family.config_class(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        mask_token_id=tokenizer.mask_token_id,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+        **model_options,
+    )
+    model = family.model_class(config)
+    splits = load_task(data_args.task, data_args.cache_dir)
+    train_split = tokenize_seq2seq(splits["train"].select(range(4096)), tokenizer)
+    collator = family.collators["seq2seq"](
+        tokenizer=tokenizer, input_block_size=input_block_size, block_size=block_size, **experiment.get("collator", {})
+    )
+    trainer = family.trainer_class(
+        model=model, args=train_args, train_dataset=train_split, data_collator=collator, processing_class=tokenizer
+    )
+
+    # ----- training: the Trainer's own loss, AdamW, one optimizer step per batch ---------------------------
+    batch_size = train_args.per_device_train_batch_size
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_args.learning_rate)
+    batches = [collator([train_split[i] for i in range(s, s + batch_size)]) for s in range(0, 4096 - batch_size, batch_size)]
+    model.train()
+
+    def step(batch):
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for i in range(5):
+        step(batches[i % len(batches)])
+    start = time.perf_counter()
+    for i in range(args.steps):
+        step(batches[(5 + i) % len(batches)])
+    seconds_per_step = (time.perf_counter() - start) / args.steps
+    length = batches[0]["input_ids"].shape[1]
+    tokens_per_second = batch_size * length / seconds_per_step
+    achieved = flops_per_step(model, batch_size, length) / seconds_per_step / 1e9
+    peak = matmul_peak_gflops()
+
+    # ----- generation ---------------------------------------------------------------------------------------
+    model.eval()
+    generation = {}
+    eval_experiment = {**experiment, "eval_tasks": {"prediction": {"kind": "generate", "split": "validation", "metrics": ["exact_match"]}}}
+    validation = {"validation": tokenize_seq2seq(splits["validation"], tokenizer)}
+    task = build_eval_tasks(family, eval_experiment, tokenizer, validation)["prediction"]
+    rows = [task.dataset[i % len(task.dataset)] for i in range(args.generation_batch_size * args.generation_batches)]
+    pred_batches = [task.collator(rows[i : i + args.generation_batch_size]) for i in range(0, len(rows), args.generation_batch_size)]
+    settings = {"default": {}}
+    if CACHE_OPTIONS.get(family.name):
+        option, on, off = CACHE_OPTIONS[family.name]
+        settings = {"cache on": {option: on}, "cache off": {option: off}}
+    for label, options in settings.items():
+        trainer.generation_kwargs = {**experiment.get("generation", {}), **options}
+        calls = 0
+        with torch.no_grad():
+            trainer.predict_targets(model, pred_batches[0])  # warm-up
+            start = time.perf_counter()
+            for batch in pred_batches:
+                trainer.predict_targets(model, batch)
+                calls += getattr(trainer, "last_model_calls", 0) or 0
+            elapsed = time.perf_counter() - start
+        new_tokens = len(rows) * block_size
+        generation[label] = {
+            "new_tokens_per_s": round(new_tokens / elapsed, 1),
+            "seconds_per_batch": round(elapsed / len(pred_batches), 4),
+            "model_calls_per_sample": round(calls / len(rows), 2) if calls else None,
+        }
+
+    result = {
+        "experiment": experiment["name"],
+        "family": family.name,
+        "batch_size": batch_size,
+        "sequence_length": length,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(),
+        "train_seconds_per_step": round(seconds_per_step, 4),
+        "train_tokens_per_s": round(tokens_per_second, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "achieved_gflops": round(achieved, 2),
+        "matmul_peak_gflops": round(peak, 2),
+        "fraction_of_peak": round(achieved / peak, 4),
+        "generation": generation,
+        "command": " ".join(["python", "scripts/bench.py", *sys.argv[1:]]),
+    }
+    print(f"{'metric':<28} value")
+    for key in ("experiment", "parameters", "batch_size", "sequence_length", "threads", "train_seconds_per_step",
+                "train_tokens_per_s", "peak_rss_mib", "achieved_gflops", "matmul_peak_gflops", "fraction_of_peak"):
+        print(f"{key:<28} {result[key]}")
+    for label, numbers in generation.items():
+        print(f"{'generation (' + label + ')':<28} {numbers['new_tokens_per_s']} new tokens/s, "
+              f"{numbers['seconds_per_batch']} s/batch, calls/sample {numbers['model_calls_per_sample']}")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

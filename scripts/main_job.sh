@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The main job on the built-in default: train a small model on star_easy (generated locally), evaluate it
+# on the test split, export it as a Hub-ready folder and sample from it. Extra arguments are experiment
+# overrides (e.g. training.max_steps=300). Set XLM_HF_EXPERIMENT to run another experiment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+source .venv/bin/activate
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+EXPERIMENT=${XLM_HF_EXPERIMENT:-star_easy_arlm}
+OUT=outputs/main_job/$EXPERIMENT
+
+xlm-hf prepare-data star_easy
+xlm-hf train "$EXPERIMENT" "training.output_dir=$OUT" "$@"
+echo "== test-set evaluation"
+xlm-hf eval "$OUT" --task star_easy --split test | tail -n 1
+echo "== the exported folder"
+ls "$OUT"
+echo "== a sample (prompt from the test split; the target is the path as edges)"
+PROMPT=$(python -c "
+from xlm_hf.tasks import load_task
+row = load_task('star_easy')['test'][0]
+print(row['prompt'])
+")
+echo "prompt:    $PROMPT"
+echo "generated: $(xlm-hf generate "$OUT" --prompt "$PROMPT")"
