@@ -125,3 +125,14 @@ def test_missing_and_corrupt_weights(trained_dir, tmp_path, capsys):
     (broken / "model.safetensors").write_bytes(b"\x00garbage" * 10)
     assert main(["generate", str(broken), "--prompt", "1 2"]) == 2
     assert "corrupt" in capsys.readouterr().err
+
+
+def test_small_data_debug_mode_limits_the_data(tmp_path, data_dir, capsys):
+    out = tmp_path / "small"
+    assert main(["train", "star_easy_arlm", "--debug", "small_data", *TINY, "training.max_steps=6",
+                 "training.eval_steps=3", f"training.output_dir={out}"]) == 0
+    summary = last_json_line(capsys.readouterr().out)
+    assert summary["global_step"] == 6
+    assert summary["eval_prediction_samples"] == 32  # TINY's max_eval_samples wins over the preset's 50
+    rows = (out / "predictions" / "prediction").glob("step=*.jsonl")
+    assert all(len(p.read_text().splitlines()) == 32 for p in rows)
