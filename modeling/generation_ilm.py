@@ -111,9 +111,18 @@ class ILMGenerationConfig(GenerationConfig):
             if value is None:
                 return
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
-                raise ValueError(f"`{name}` must be a {'non-negative' if allow_zero else 'positive'} integer, got {value!r}.")
+                raise ValueError(
+                    f"`{name}` must be a {'non-negative' if allow_zero else 'positive'} integer, got {value!r}."
+                )
 
-        for name in ("max_length", "max_new_tokens", "max_steps", "num_return_sequences", "top_k", "position_top_k"):
+        for name in (
+            "max_length",
+            "max_new_tokens",
+            "max_steps",
+            "num_return_sequences",
+            "top_k",
+            "position_top_k",
+        ):
             positive_int(name)
         positive_int("min_new_tokens", allow_zero=True)
         positive_int("seed", allow_zero=True)
@@ -131,7 +140,9 @@ class ILMGenerationConfig(GenerationConfig):
         if self.suppress_token_ids is not None and not all(
             isinstance(t, int) and t >= 0 for t in self.suppress_token_ids
         ):
-            raise ValueError(f"`suppress_token_ids` must be a list of token ids, got {self.suppress_token_ids!r}.")
+            raise ValueError(
+                f"`suppress_token_ids` must be a list of token ids, got {self.suppress_token_ids!r}."
+            )
         if (
             self.min_new_tokens
             and self.max_new_tokens is not None
@@ -158,7 +169,9 @@ class ILMGenerationConfig(GenerationConfig):
         return {}
 
     def get_generation_mode(self, *args, **kwargs):
-        raise NotImplementedError("ILMGenerationConfig is for insertion decoding, which has no AR generation mode.")
+        raise NotImplementedError(
+            "ILMGenerationConfig is for insertion decoding, which has no AR generation mode."
+        )
 
     @classmethod
     def from_model_config(cls, *args, **kwargs):
@@ -231,7 +244,9 @@ class ILMInsertionState:
     def lengths(self) -> torch.LongTensor:
         return self.attention_mask.sum(dim=-1)
 
-    def insert(self, rows: torch.LongTensor, anchors: torch.LongTensor, tokens: torch.LongTensor, pad_id: int):
+    def insert(
+        self, rows: torch.LongTensor, anchors: torch.LongTensor, tokens: torch.LongTensor, pad_id: int
+    ):
         """Inserts `tokens[k]` right after column `anchors[k]` of row `rows[k]`, shifting the rest right by one."""
         if rows.numel() == 0:
             return
@@ -246,7 +261,11 @@ class ILMInsertionState:
         for name, value in (("input_ids", tokens), ("attention_mask", True), ("allowed", True)):
             buffer = getattr(self, name)
             shifted = buffer[rows].gather(1, source)
-            fill = torch.as_tensor(value, dtype=buffer.dtype, device=buffer.device).expand(len(rows)).reshape(-1, 1)
+            fill = (
+                torch.as_tensor(value, dtype=buffer.dtype, device=buffer.device)
+                .expand(len(rows))
+                .reshape(-1, 1)
+            )
             shifted.scatter_(1, new_at, fill)
             buffer[rows] = shifted
 
@@ -283,6 +302,7 @@ class ILMGenerationMixin:
         generation_config: ILMGenerationConfig | None = None,
         insertion_mask: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        token_type_ids: torch.Tensor | None = None,
         **kwargs,
     ) -> ILMGenerationOutput | torch.LongTensor:
         r"""
@@ -299,6 +319,7 @@ class ILMGenerationMixin:
             insertion_mask (`torch.Tensor` of shape `(batch, length)`, *optional*): For rows given already laid
                 out (starting with `[CLS]`): 1 where insertion right after the token is allowed.
             generator (`torch.Generator`, *optional*): Random source of the samplers.
+            token_type_ids: Accepted (some tokenizers return it) and ignored: ILM uses no token types.
             kwargs: Overrides of `generation_config` fields (`max_new_tokens=8`, `do_sample=True`, ...).
 
         Returns:
@@ -307,13 +328,17 @@ class ILMGenerationMixin:
         config = self._prepare_ilm_generation_config(generation_config, **kwargs)
         special = self._special_ids(config)
         device = self.device
-        max_length = config.max_length if config.max_length is not None else self.config.max_position_embeddings
+        max_length = (
+            config.max_length if config.max_length is not None else self.config.max_position_embeddings
+        )
         if max_length > self.config.max_position_embeddings:
             raise ValueError(
                 f"max_length={max_length} exceeds the model's max_position_embeddings="
                 f"{self.config.max_position_embeddings}."
             )
-        state = self._prepare_insertion_state(input_ids, attention_mask, insertion_mask, config, special, device)
+        state = self._prepare_insertion_state(
+            input_ids, attention_mask, insertion_mask, config, special, device
+        )
         lengths = state.lengths()
         if bool((lengths >= max_length).any()):
             row = int((lengths >= max_length).nonzero()[0])
@@ -382,7 +407,10 @@ class ILMGenerationMixin:
         column (in `state` coordinates) and the token to insert after it."""
         mask = state.attention_mask[rows]
         used_columns = mask.any(dim=0).nonzero().squeeze(1)
-        first, last = int(used_columns[0]), int(used_columns[-1]) + 1  # skip columns that are padding everywhere
+        first, last = (
+            int(used_columns[0]),
+            int(used_columns[-1]) + 1,
+        )  # skip columns that are padding everywhere
         mask = mask[:, first:last]
         input_ids = state.input_ids[rows, first:last]
         allowed = state.allowed[rows, first:last]
@@ -405,7 +433,9 @@ class ILMGenerationMixin:
             generator,
         )
         token_scores = logits[torch.arange(len(rows), device=logits.device), anchors]
-        tokens = sample_from_scores(token_scores, config.do_sample, config.temperature, config.top_k, config.top_p, generator)
+        tokens = sample_from_scores(
+            token_scores, config.do_sample, config.temperature, config.top_k, config.top_p, generator
+        )
         return stop, anchors + first, tokens
 
     # ------------------------------------------------------------------ preparation helpers
@@ -413,7 +443,9 @@ class ILMGenerationMixin:
     def _prepare_ilm_generation_config(
         self, generation_config: ILMGenerationConfig | None, **kwargs
     ) -> ILMGenerationConfig:
-        base = generation_config if generation_config is not None else getattr(self, "generation_config", None)
+        base = (
+            generation_config if generation_config is not None else getattr(self, "generation_config", None)
+        )
         if base is None:
             base = ILMGenerationConfig()
         if not isinstance(base, ILMGenerationConfig):
@@ -442,17 +474,25 @@ class ILMGenerationMixin:
             ids[name] = value
         for name in ("pad", "bos", "cls"):
             if ids[name] is None:
-                raise ValueError(f"ILM generation needs a {name}_token_id (in the model or generation config).")
+                raise ValueError(
+                    f"ILM generation needs a {name}_token_id (in the model or generation config)."
+                )
         return ids
 
-    def _suppressed_tokens(self, config: ILMGenerationConfig, special: dict, device: torch.device) -> torch.Tensor:
+    def _suppressed_tokens(
+        self, config: ILMGenerationConfig, special: dict, device: torch.device
+    ) -> torch.Tensor:
         if config.suppress_token_ids is not None:
             suppress = list(config.suppress_token_ids)
         else:
-            suppress = [special[name] for name in ("mask", "eos", "pad", "cls", "bos") if special[name] is not None]
+            suppress = [
+                special[name] for name in ("mask", "eos", "pad", "cls", "bos") if special[name] is not None
+            ]
         vocab_size = self.config.vocab_size
         if any(t >= vocab_size for t in suppress):
-            raise ValueError(f"suppress_token_ids {suppress} contains ids outside the vocabulary [0, {vocab_size}).")
+            raise ValueError(
+                f"suppress_token_ids {suppress} contains ids outside the vocabulary [0, {vocab_size})."
+            )
         if len(set(suppress)) >= vocab_size:
             raise ValueError("suppress_token_ids suppresses every token of the vocabulary.")
         return torch.tensor(sorted(set(suppress)), dtype=torch.long, device=device)
@@ -500,7 +540,10 @@ class ILMGenerationMixin:
             ids_cpu, real_cpu = input_ids.cpu(), real.cpu()
             prompts = [ids_cpu[i][real_cpu[i]].tolist() for i in range(len(ids_cpu))]
             given = (
-                [torch.as_tensor(insertion_mask).cpu()[i][real_cpu[i]].bool().tolist() for i in range(len(ids_cpu))]
+                [
+                    torch.as_tensor(insertion_mask).cpu()[i][real_cpu[i]].bool().tolist()
+                    for i in range(len(ids_cpu))
+                ]
                 if insertion_mask is not None
                 else [None] * len(prompts)
             )
@@ -539,7 +582,11 @@ class ILMGenerationMixin:
 
     @staticmethod
     def _mark_gaps(
-        tokens: list[int], given_allowed: list[bool] | None, special: dict, config: ILMGenerationConfig, laid_out: bool
+        tokens: list[int],
+        given_allowed: list[bool] | None,
+        special: dict,
+        config: ILMGenerationConfig,
+        laid_out: bool,
     ) -> tuple[list[int], list[bool]]:
         """Removes `[MASK]`s and returns the tokens with, per token, whether the gap after it takes insertions.
 
@@ -592,7 +639,9 @@ class ILMGenerationMixin:
             if isinstance(generation_config, ILMGenerationConfig):
                 self.generation_config = copy.deepcopy(generation_config)
             else:
-                self.generation_config = self.generation_config_class.from_dict(generation_config.to_diff_dict())
+                self.generation_config = self.generation_config_class.from_dict(
+                    generation_config.to_diff_dict()
+                )
             return
         if pretrained_model_name_or_path is None:
             return

@@ -53,7 +53,9 @@ class ILMStoppingHead(nn.Module):
         self.classifier = nn.Linear(config.hidden_size, config.num_stopping_classes, bias=False)
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
-        hidden_state = hidden_state + self.dropout(self.down_proj(self.act_fn(self.up_proj(self.norm(hidden_state)))))
+        hidden_state = hidden_state + self.dropout(
+            self.down_proj(self.act_fn(self.up_proj(self.norm(hidden_state))))
+        )
         return self.classifier(hidden_state)
 
 
@@ -213,7 +215,9 @@ def ilm_loss(
     target_logits = torch.where(valid, target_logits, torch.zeros_like(target_logits))
     has_targets = num_deleted > 0
     mean_target_logit = target_logits.sum(dim=-1) / num_deleted.clamp(min=1)
-    insertion_loss = torch.where(has_targets, log_partition - mean_target_logit, torch.zeros_like(log_partition))
+    insertion_loss = torch.where(
+        has_targets, log_partition - mean_target_logit, torch.zeros_like(log_partition)
+    )
 
     stopping_logits = stopping_logits.float()
     if stopping_head == "binary":

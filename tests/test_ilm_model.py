@@ -19,7 +19,9 @@ class TestILMContract(ModelContract):
 
 def tiny_ilm(**overrides) -> ILMModelForInsertionLM:
     torch.manual_seed(0)
-    options = dict(vocab_size=27, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=40)
+    options = dict(
+        vocab_size=27, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=40
+    )
     options.update(overrides)
     return ILMModelForInsertionLM(ILMConfig(**options)).eval()
 
@@ -109,7 +111,9 @@ def test_loss_on_a_hand_computed_example():
     torch.testing.assert_close(loss, torch.tensor((expected_ce0 + math.log(4 / 3) + math.log(2.0)) / 2))
 
     # λ, class weights [w, 1 - w] and an external denominator
-    loss, _, stopping = ilm_loss(*args, stopping_loss_weight=0.5, stopping_class_weight=0.25, num_items_in_batch=4)
+    loss, _, stopping = ilm_loss(
+        *args, stopping_loss_weight=0.5, stopping_class_weight=0.25, num_items_in_batch=4
+    )
     torch.testing.assert_close(stopping, torch.tensor([0.75 * math.log(4 / 3), 0.25 * math.log(2.0)]))
     expected = (expected_ce0 + 0.5 * (0.75 * math.log(4 / 3) + 0.25 * math.log(2.0))) / 4
     torch.testing.assert_close(loss, torch.tensor(expected))
@@ -131,7 +135,13 @@ def test_forward_computes_the_same_loss_as_ilm_loss():
     tokens = torch.tensor([[15, 16, -100], [17, 18, 19]])
     out = model(input_ids=ids, attention_mask=mask, target_positions=positions, target_tokens=tokens)
     expected, _, _ = ilm_loss(
-        out.logits, out.stopping_logits, mask, torch.zeros(2, dtype=torch.long), positions, tokens, stopping_loss_weight=0.3
+        out.logits,
+        out.stopping_logits,
+        mask,
+        torch.zeros(2, dtype=torch.long),
+        positions,
+        tokens,
+        stopping_loss_weight=0.3,
     )
     torch.testing.assert_close(out.loss, expected)
     out.loss.backward()

@@ -5,6 +5,7 @@ from ..modeling.configuration_ilm import ILMConfig
 from ..modeling.generation_ilm import ILMGenerationConfig, ILMGenerationOutput
 from ..modeling.modeling_ilm import ILMModelForInsertionLM, ILMOutput, ilm_loss
 from .collator_ilm import (
+    ILMCollatorForInfillPrediction,
     ILMCollatorForLM,
     ILMCollatorForSeq2Seq,
     ILMCollatorForSeq2SeqPrediction,
@@ -23,6 +24,7 @@ FAMILY = register_family(
             "lm": ILMCollatorForLM,
             "seq2seq": ILMCollatorForSeq2Seq,
             "seq2seq_pred": ILMCollatorForSeq2SeqPrediction,
+            "infill": ILMCollatorForInfillPrediction,
         },
         auto_map={
             "AutoConfig": "configuration_ilm.ILMConfig",
@@ -43,6 +45,7 @@ __all__ = [
     "ILMCollatorForLM",
     "ILMCollatorForSeq2Seq",
     "ILMCollatorForSeq2SeqPrediction",
+    "ILMCollatorForInfillPrediction",
     "attribute_deletions",
     "ilm_drop",
     "ilm_loss",

@@ -91,13 +91,17 @@ class ILMCollatorForLM:
     seed: int | None = None
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return self.collate([list(example["input_ids"]) for example in examples], _generator(self))
+
+    def collate(self, texts: list[list[int]], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
         cls, bos, pad = (require_token_id(self.tokenizer, n) for n in ("cls_token", "bos_token", "pad_token"))
         if self.block_size < 3:
-            raise ValueError(f"block_size must leave room for [CLS], [BOS] and a token, got {self.block_size}.")
-        generator = _generator(self)
+            raise ValueError(
+                f"block_size must leave room for [CLS], [BOS] and a token, got {self.block_size}."
+            )
         sequences, targets = [], []
-        for example in examples:
-            kept, gaps, deleted = ilm_drop(list(example["input_ids"])[: self.block_size - 2], generator)
+        for text in texts:
+            kept, gaps, deleted = ilm_drop(text[: self.block_size - 2], generator)
             sequences.append([cls, bos, *kept])
             targets.append(([1 + gap for gap in gaps], deleted))  # [BOS] is column 1
         width = self.block_size if self.pad_to_block_size else max(len(s) for s in sequences)
@@ -106,7 +110,7 @@ class ILMCollatorForLM:
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
-            "cls_position": torch.zeros(len(examples), dtype=torch.long),
+            "cls_position": torch.zeros(len(texts), dtype=torch.long),
             "target_positions": target_positions,
             "target_tokens": target_tokens,
             "labels": torch.tensor([len(d) for _, d in targets], dtype=torch.long),
@@ -120,15 +124,38 @@ class ILMCollatorForSeq2Seq:
 
     Prefixes are padded to the longest of the batch (or `input_block_size` with `pad_to_block_size`), so all of
     them end in the same column; the same for suffixes and `block_size`.
+
+    `layout="lm"` trains on the joined text instead: `[CLS] [BOS] prompt target`, deletions anywhere in it (the
+    pretraining objective on prompt + target), for models that infill text (see
+    `ILMCollatorForInfillPrediction`).
     """
 
     tokenizer: PreTrainedTokenizerBase | None = None
     input_block_size: int = 64
     block_size: int = 64
     pad_to_block_size: bool = False
+    layout: str = "seq2seq"
     seed: int | None = None
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if self.layout not in ("seq2seq", "lm"):
+            raise ValueError(f"layout must be 'seq2seq' or 'lm', got {self.layout!r}.")
+        if self.layout == "lm":
+            for example in examples:
+                _check_fits(
+                    list(example["prompt_ids"]),
+                    list(example["target_ids"]),
+                    self.input_block_size,
+                    self.block_size,
+                )
+            joined = ILMCollatorForLM(
+                tokenizer=self.tokenizer,
+                block_size=self.input_block_size + self.block_size,
+                pad_to_block_size=self.pad_to_block_size,
+            )
+            return joined.collate(
+                [[*ex["prompt_ids"], *ex["target_ids"]] for ex in examples], _generator(self)
+            )
         cls, bos, pad = (require_token_id(self.tokenizer, n) for n in ("cls_token", "bos_token", "pad_token"))
         generator = _generator(self)
         prefixes, suffixes, deletions = [], [], []
@@ -144,7 +171,9 @@ class ILMCollatorForSeq2Seq:
         prefix_ids, prefix_mask = pad_left(prefixes, prefix_width, pad)
         suffix_ids, suffix_mask = pad_right(suffixes, suffix_width, pad)
         # [BOS] sits in column prefix_width; the k-th kept target token in column prefix_width + k.
-        target_positions, target_tokens = _targets([([prefix_width + g for g in gaps], d) for gaps, d in deletions])
+        target_positions, target_tokens = _targets(
+            [([prefix_width + g for g in gaps], d) for gaps, d in deletions]
+        )
         return {
             "input_ids": torch.cat([prefix_ids, suffix_ids], dim=1),
             "attention_mask": torch.cat([prefix_mask, suffix_mask], dim=1),
@@ -161,7 +190,8 @@ class ILMCollatorForSeq2SeqPrediction:
 
     `input_ids`/`attention_mask`: `[CLS] prompt [BOS]` left-padded to `input_block_size` (the layout
     `ILMModelForInsertionLM.generate` recognises as laid out: it inserts after `[BOS]` only);
-    `cls_position`; `target_ids`: the target right-padded with `[PAD]` to `block_size` (ILM uses no `[EOS]`).
+    `cls_position`; `target_start` (tokens before the generated part: `len(prompt) + 2`); `target_ids`: the
+    target right-padded with `[PAD]` to `block_size` (ILM uses no `[EOS]`).
     """
 
     tokenizer: PreTrainedTokenizerBase | None = None
@@ -171,16 +201,79 @@ class ILMCollatorForSeq2SeqPrediction:
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         cls, bos, pad = (require_token_id(self.tokenizer, n) for n in ("cls_token", "bos_token", "pad_token"))
         for example in examples:
-            _check_fits(list(example["prompt_ids"]), list(example.get("target_ids", [])), self.input_block_size, self.block_size)
+            _check_fits(
+                list(example["prompt_ids"]),
+                list(example.get("target_ids", [])),
+                self.input_block_size,
+                self.block_size,
+            )
         prompts = [[cls, *example["prompt_ids"], bos] for example in examples]
         input_ids, attention_mask = pad_left(prompts, self.input_block_size, pad)
         batch = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "cls_position": torch.tensor([self.input_block_size - len(p) for p in prompts], dtype=torch.long),
+            "target_start": torch.tensor([len(p) for p in prompts], dtype=torch.long),
         }
         if all("target_ids" in example for example in examples):
-            batch["target_ids"], _ = pad_right([list(ex["target_ids"]) for ex in examples], self.block_size, pad)
+            batch["target_ids"], _ = pad_right(
+                [list(ex["target_ids"]) for ex in examples], self.block_size, pad
+            )
+        return batch
+
+
+@dataclass
+class ILMCollatorForInfillPrediction:
+    """Infilling prompts for a model trained with `layout="lm"`: `[CLS] [BOS] prompt target`, where runs of
+    target tokens are replaced by one `[MASK]` each (every target token is masked with probability
+    `mask_probability`, drawn from a generator seeded with `seed` and the example, so an example always gets
+    the same gaps; at least one token is masked).
+
+    `generate` inserts only into the masked gaps; `target_start` (the number of tokens before the target in the
+    generated sequence, `len(prompt) + 2`) lets `ILMTrainer.predict_targets` cut the predicted target, which is
+    compared with `target_ids` (the whole target, right-padded with `[PAD]` to `block_size`).
+    """
+
+    tokenizer: PreTrainedTokenizerBase | None = None
+    input_block_size: int = 64
+    block_size: int = 64
+    mask_probability: float = 0.5
+    seed: int = 0
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        cls, bos, pad, mask = (
+            require_token_id(self.tokenizer, n) for n in ("cls_token", "bos_token", "pad_token", "mask_token")
+        )
+        rows = []
+        for example in examples:
+            prompt, target = list(example["prompt_ids"]), list(example["target_ids"])
+            _check_fits(prompt, target, self.input_block_size, self.block_size)
+            # the gaps depend only on the example and the seed, so every evaluation sees the same ones
+            generator = torch.Generator().manual_seed(
+                (self.seed * 1_000_003 + hash(tuple(prompt + target))) % 2**62
+            )
+            masked = torch.rand(len(target), generator=generator) < self.mask_probability
+            if len(target) and not bool(masked.any()):
+                masked[int(torch.randint(len(target), (1,), generator=generator))] = True
+            gapped = []
+            for token, is_masked in zip(target, masked.tolist()):
+                if not is_masked:
+                    gapped.append(token)
+                elif not gapped or gapped[-1] != mask:
+                    gapped.append(mask)
+            rows.append([cls, bos, *prompt, *gapped])
+        width = self.input_block_size + self.block_size
+        input_ids, attention_mask = pad_left(rows, width, pad)
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "cls_position": torch.tensor([width - len(r) for r in rows], dtype=torch.long),
+            "target_start": torch.tensor([len(ex["prompt_ids"]) + 2 for ex in examples], dtype=torch.long),
+        }
+        if all("target_ids" in example for example in examples):
+            batch["target_ids"], _ = pad_right(
+                [list(ex["target_ids"]) for ex in examples], self.block_size, pad
+            )
         return batch
 
 
@@ -191,7 +284,16 @@ def _check_fits(prompt: list[int], target: list[int], input_block_size: int, blo
             "[BOS]; raise data.input_block_size."
         )
     if len(target) > block_size:
-        raise ValueError(f"A target of {len(target)} tokens does not fit block_size={block_size}; raise data.block_size.")
+        raise ValueError(
+            f"A target of {len(target)} tokens does not fit block_size={block_size}; raise data.block_size."
+        )
 
 
-__all__ = ["attribute_deletions", "ilm_drop", "ILMCollatorForLM", "ILMCollatorForSeq2Seq", "ILMCollatorForSeq2SeqPrediction"]
+__all__ = [
+    "attribute_deletions",
+    "ilm_drop",
+    "ILMCollatorForLM",
+    "ILMCollatorForSeq2Seq",
+    "ILMCollatorForSeq2SeqPrediction",
+    "ILMCollatorForInfillPrediction",
+]

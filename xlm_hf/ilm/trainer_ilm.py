@@ -60,26 +60,39 @@ class ILMTrainer(XLMTrainer):
 
     @torch.no_grad()
     def predict_targets(self, model, batch: dict[str, Any]) -> torch.Tensor:
-        """Generates after `[CLS] prompt [BOS]` and lays the inserted tokens out like `batch["target_ids"]`
-        (right-padded with `[PAD]` to `block_size`; anything past `block_size` is cut)."""
+        """Generates for a prediction batch and lays the target part out like `batch["target_ids"]` (right-padded
+        with `[PAD]` to `block_size`; anything past `block_size` is cut).
+
+        The target part is everything after the first `batch["target_start"]` tokens of each generated sequence
+        (`[CLS] prompt [BOS]` for seq2seq prompts; `[CLS] [BOS] prompt` for infilling), which decoding never
+        moves: seq2seq rows take insertions only after `[BOS]`, infilling rows only in their masked gaps."""
         target_ids = batch["target_ids"]
         block_size = target_ids.shape[1]
         pad = model.config.pad_token_id
-        options = {**self.generation_kwargs, "max_new_tokens": block_size, "return_dict_in_generate": True}
+        options = {**self.generation_kwargs, "return_dict_in_generate": True}
         options.pop("return_history", None)
-        output = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **options)
-        return generated_part(output.sequences, batch["attention_mask"], pad, block_size)
+        if "target_start" not in batch:  # seq2seq prompts: the target slot is what generation adds
+            options["max_new_tokens"] = block_size
+        output = model.generate(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **options
+        )
+        target_start = batch.get("target_start")
+        if target_start is None:
+            target_start = batch["attention_mask"].long().sum(dim=-1)
+        return generated_part(output.sequences, target_start, pad, block_size)
 
 
-def generated_part(sequences: torch.Tensor, prompt_mask: torch.Tensor, pad_id: int, block_size: int) -> torch.Tensor:
-    """Tokens after the prompt of left-padded `sequences` (the prompt being `prompt_mask.sum()` real tokens at the
-    start of each row, which insertion after `[BOS]` never moves), right-padded with `pad_id` to `block_size`."""
+def generated_part(
+    sequences: torch.Tensor, target_start: torch.Tensor, pad_id: int, block_size: int
+) -> torch.Tensor:
+    """The tokens after the first `target_start[b]` real tokens of each left-padded row of `sequences`,
+    right-padded with `pad_id` to `block_size`."""
     real = sequences.ne(pad_id)
-    num_generated = real.sum(dim=-1) - prompt_mask.to(sequences.device).long().sum(dim=-1)
+    num_target = real.sum(dim=-1) - target_start.to(sequences.device).long()
     width = sequences.shape[1]
     out = torch.full((len(sequences), block_size), pad_id, dtype=torch.long, device=sequences.device)
     for row in range(len(sequences)):
-        count = int(num_generated[row])
+        count = int(num_target[row])
         if count > 0:
             tokens = sequences[row, width - count :][:block_size]
             out[row, : len(tokens)] = tokens
