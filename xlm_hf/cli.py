@@ -1,10 +1,12 @@
-"""The `xlm-hf` command line: prepare-data, train, eval, generate.
+"""The `xlm-hf` command line: prepare-data, train, eval, generate, card, push.
 
     xlm-hf prepare-data star_easy
     xlm-hf train star_easy_arlm training.max_steps=200 model.num_hidden_layers=2
     xlm-hf train star_easy_arlm --debug overfit
     xlm-hf eval outputs/star_easy_arlm --task star_easy --split test --limit 500
     xlm-hf generate outputs/star_easy_arlm --prompt "3 7 7 12 ... 3 15"
+    xlm-hf card outputs/star_easy_arlm
+    xlm-hf push outputs/star_easy_arlm --repo-id my-org/star-easy-arlm [--private] [--revision BRANCH]
 
 Errors in what the user asked for (unknown experiment, key, task; bad model folder; bad prompt) print one line
 starting with `error:` and exit with status 2.
@@ -62,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("experiments", help="list the built-in experiments")
+
+    push = sub.add_parser("push", help="upload a Hub-ready model folder to the Hugging Face Hub")
+    push.add_argument("model", help="the folder `xlm-hf train` exported")
+    push.add_argument("--repo-id", required=True, help="ORG/NAME of the model repo (created when missing)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", default=None, help="branch to push to (created from main when missing)")
+    push.add_argument("--commit-message", default=None)
+
+    card = sub.add_parser("card", help="re-render a model folder's README.md (e.g. after a new `xlm-hf eval`)")
+    card.add_argument("model", help="a model folder")
+    card.add_argument("--repo-id", default=None, help="the Hub id to show in the usage snippet")
+    card.add_argument("--no-widget", action="store_true", help="do not generate widget examples")
     return parser
 
 
@@ -137,6 +151,30 @@ def _run(args: argparse.Namespace) -> int:
         prompts = args.prompt if args.prompt else [""]
         for text in generate(args.model, prompts, revision=args.revision, **options):
             print(text)
+        return 0
+
+    if args.command == "push":
+        from .hub import push_to_hub
+
+        result = push_to_hub(
+            args.model,
+            args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            commit_message=args.commit_message,
+        )
+        print(json.dumps({"repo_id": result.repo_id, "revision": result.revision, "files": result.files,
+                          "commit_url": result.commit_url}))
+        return 0
+
+    if args.command == "card":
+        from pathlib import Path
+
+        from .model_card import write_model_card
+
+        if not Path(args.model).is_dir():
+            raise ValueError(f"{args.model} is not a model folder.")
+        print(write_model_card(args.model, repo_id=args.repo_id, widget=not args.no_widget))
         return 0
     return 1
 

@@ -32,6 +32,7 @@ def export_model(
 ) -> Path:
     """Writes the Hub-ready folder. Files are staged in a sibling folder and moved in only once all are written,
     so an interrupted export never leaves a half-written checkpoint."""
+    from .hub import install_pipelines
     from .model_card import write_model_card
 
     family = get_family(family) if isinstance(family, str) else family
@@ -48,6 +49,7 @@ def export_model(
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        install_pipelines(staging, family.name)  # the family's Hub pipelines (text-generation, infill)
         if experiment is not None:
             dump_experiment(experiment, staging / EXPERIMENT_FILE)
         previous_results = output_dir / RESULTS_FILE

@@ -13,6 +13,7 @@ from transformers import TrainingArguments, set_seed
 from .experiment import DataArguments, ExperimentError, data_arguments, load_experiment, parse_yaml
 from .export import EXPERIMENT_FILE, RESULTS_FILE, export_model, load_model_and_tokenizer
 from .families import Family, get_family
+from .hub import push_after_training, take_push_settings
 from .tasks import get_task, load_task, tokenize_seq2seq
 from .trainer import EvalTask
 
@@ -123,6 +124,7 @@ def training_arguments(experiment: dict[str, Any]) -> TrainingArguments:
 def train(experiment: dict[str, Any]) -> dict[str, Any]:
     """Trains the experiment, evaluates it on its eval tasks, and exports a Hub-ready folder to `output_dir`."""
     family = get_family(experiment["family"])
+    hub_push = take_push_settings(experiment)  # Trainer must not push output_dir itself (checkpoints); see hub.py
     data_args = data_arguments(experiment)
     input_block_size, block_size = block_sizes(data_args)
     args = training_arguments(experiment)
@@ -183,6 +185,8 @@ def train(experiment: dict[str, Any]) -> dict[str, Any]:
         "train_runtime": train_output.metrics.get("train_runtime"),
         **final_metrics,
     }
+    if hub_push:  # training.push_to_hub: the exported folder, not Trainer's output_dir
+        summary["hub"] = push_after_training(hub_push, args.output_dir)
     return summary
 
 

@@ -1,0 +1,278 @@
+"""Pipelines for the non-autoregressive families: text generation and infilling, shipped with the checkpoint.
+
+An exported folder of a masked (MLM, MDLM) or insertion (ILM) model lists these classes in `config.json`'s
+`custom_pipelines`, so that, with only torch and transformers installed,
+
+```python
+from transformers import pipeline
+
+generator = pipeline("text-generation", model="org/model", trust_remote_code=True)
+generator("3 7 7 12 3 15", max_new_tokens=14, num_steps=14)   # any generation option of the family
+infiller = pipeline("infill", model="org/model", trust_remote_code=True)
+infiller("The [MASK] sat on the mat")
+```
+
+- `text-generation` (`XLMTextGenerationPipeline`): prompt -> continuation. transformers' own text-generation
+  pipeline assumes that the output starts with the prompt, column for column, which holds for autoregressive models
+  but not for an insertion model (`[CLS] prompt [BOS] ...`). This pipeline asks the model's output which tokens are
+  new (`output_start_idx` of masked generation, the insertion history of ILM generation). Every keyword that is not
+  a pipeline option goes to `model.generate` (`num_steps=`, `sampler=`, `stopping_threshold=`, ...).
+- `infill` (`XLMInfillPipeline`): every `[MASK]` (the tokenizer's mask token) of the text is filled. Masked models
+  put exactly one token per `[MASK]`; insertion models treat a run of `[MASK]`s as one gap of free length. Returns the
+  filled text and the text of each gap.
+
+Hub-side file: imports only torch and transformers.
+"""
+
+from typing import Any
+
+import torch
+from transformers import Pipeline
+
+PIPELINE_OPTIONS = ("return_full_text", "skip_special_tokens", "clean_up_tokenization_spaces")
+
+
+def _sequences(output: Any) -> torch.Tensor:
+    return output.sequences if hasattr(output, "sequences") else output
+
+
+def _insertion_labels(output: Any, row: int, pad_token_id: int) -> list[bool] | None:
+    """For an insertion model's output with history: per real token of the final row, whether it was inserted."""
+    initial = getattr(output, "initial_sequences", None)
+    positions = getattr(output, "history_positions", None)
+    if initial is None or positions is None:
+        return None
+    initial_row = initial[row]
+    real = initial_row.ne(pad_token_id).nonzero()
+    labels = [False] * (len(initial_row) - int(real[0]) if len(real) else 0)
+    for position in positions[row].tolist():
+        if position >= 0:
+            labels.insert(position, True)
+    return labels
+
+
+def new_token_mask(
+    output: Any, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, pad_token_id: int
+) -> torch.Tensor:
+    """`(rows, width)` booleans: which tokens of `output.sequences` the model generated (rows are left-padded)."""
+    sequences = _sequences(output)
+    new = torch.zeros_like(sequences, dtype=torch.bool)
+    start = getattr(output, "output_start_idx", None)
+    if start is not None:  # masked generation: the new tokens are the last columns
+        new[:, start:] = True
+        return new
+    if getattr(output, "history_positions", None) is not None:  # insertion generation: replay the history
+        for row in range(len(sequences)):
+            labels = _insertion_labels(output, row, pad_token_id)
+            if labels:
+                new[row, sequences.shape[1] - len(labels) :] = torch.tensor(labels, dtype=torch.bool)
+        return new
+    # autoregressive: everything after the prompt's columns (special tokens are dropped when decoding)
+    width = 0 if input_ids is None else input_ids.shape[1]
+    new[:, width:] = True
+    return new
+
+
+class _XLMPipelineBase(Pipeline):
+    _load_tokenizer = True
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+
+    def _pad_token_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = getattr(self.model.config, "pad_token_id", None)
+        return 0 if pad is None else pad
+
+    def _is_insertion_model(self) -> bool:
+        return hasattr(getattr(self.model, "generation_config", None), "return_history")
+
+    def _generate(self, input_ids, attention_mask, generate_kwargs: dict[str, Any]):
+        kwargs = dict(generate_kwargs)
+        if self._is_insertion_model():
+            kwargs["return_history"] = True  # to tell inserted tokens from the prompt's
+        if hasattr(getattr(self.model, "generation_config", None), "return_dict_in_generate"):
+            kwargs["return_dict_in_generate"] = True
+        return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    def _encode(self, text: str) -> dict[str, torch.Tensor]:
+        if not isinstance(text, str):
+            raise ValueError(
+                f"{type(self).__name__} takes a string (or a list of strings), got {type(text).__name__}."
+            )
+        encoded = self.tokenizer([text], return_tensors="pt", add_special_tokens=False)
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def _decode(
+        self, ids, skip_special_tokens: bool = True, clean_up_tokenization_spaces: bool | None = None
+    ) -> str:
+        return self.tokenizer.decode(
+            ids,
+            skip_special_tokens=skip_special_tokens,
+            clean_up_tokenization_spaces=clean_up_tokenization_spaces,
+        ).strip()
+
+
+class XLMTextGenerationPipeline(_XLMPipelineBase):
+    """Prompt -> continuation for masked and insertion LMs (see the module docstring).
+
+    Options: `return_full_text` (default True: prompt and continuation, as the model's tokens read; False: only the
+    generated tokens), `skip_special_tokens` (default True), `clean_up_tokenization_spaces`. Everything else goes to
+    `model.generate`. Each result is `{"generated_text": str}`; one list per prompt with `num_return_sequences`
+    entries.
+    """
+
+    def _sanitize_parameters(
+        self,
+        return_full_text=None,
+        skip_special_tokens=None,
+        clean_up_tokenization_spaces=None,
+        **generate_kwargs,
+    ):
+        postprocess = {}
+        if return_full_text is not None:
+            postprocess["return_full_text"] = return_full_text
+        if skip_special_tokens is not None:
+            postprocess["skip_special_tokens"] = skip_special_tokens
+        if clean_up_tokenization_spaces is not None:
+            postprocess["clean_up_tokenization_spaces"] = clean_up_tokenization_spaces
+        return {}, generate_kwargs, postprocess
+
+    def preprocess(self, prompt_text: str) -> dict[str, Any]:
+        inputs = self._encode(prompt_text)
+        inputs["prompt_text"] = prompt_text
+        return inputs
+
+    def _forward(self, model_inputs: dict[str, Any], **generate_kwargs) -> dict[str, Any]:
+        input_ids, attention_mask = model_inputs["input_ids"], model_inputs.get("attention_mask")
+        batch_size = input_ids.shape[0]
+        if input_ids.shape[1] == 0:  # an empty prompt: unconditional generation
+            input_ids = attention_mask = None
+        output = self._generate(input_ids, attention_mask, generate_kwargs)
+        sequences = _sequences(output)
+        new = new_token_mask(output, input_ids, attention_mask, self._pad_token_id())
+        per_prompt = sequences.shape[0] // batch_size
+        return {
+            "sequences": sequences.reshape(batch_size, per_prompt, -1),
+            "new_tokens": new.reshape(batch_size, per_prompt, -1),
+            "prompt_text": model_inputs["prompt_text"],
+        }
+
+    def postprocess(
+        self,
+        model_outputs: dict[str, Any],
+        return_full_text: bool = True,
+        skip_special_tokens: bool = True,
+        clean_up_tokenization_spaces: bool | None = None,
+    ) -> list[dict[str, str]]:
+        records = []
+        pad = self._pad_token_id()
+        for sequence, new in zip(model_outputs["sequences"][0], model_outputs["new_tokens"][0]):
+            ids = sequence if return_full_text else sequence[new]
+            if return_full_text:
+                ids = ids[ids.ne(pad)]
+            records.append(
+                {"generated_text": self._decode(ids, skip_special_tokens, clean_up_tokenization_spaces)}
+            )
+        return records
+
+
+class XLMInfillPipeline(_XLMPipelineBase):
+    """Fills the `[MASK]`s of a text (see the module docstring).
+
+    Each result is `{"generated_text": the filled text, "fills": [the text of each gap, left to right]}`; one list
+    per input with `num_return_sequences` entries. Keywords go to `model.generate` (`num_steps=`, `temperature=`,
+    `max_new_tokens=` as the most tokens an insertion model adds, ...). Masked models add no tokens after the
+    text (`max_new_tokens=0`).
+    """
+
+    def _sanitize_parameters(self, skip_special_tokens=None, **generate_kwargs):
+        postprocess = {} if skip_special_tokens is None else {"skip_special_tokens": skip_special_tokens}
+        return {}, generate_kwargs, postprocess
+
+    def preprocess(self, text: str) -> dict[str, Any]:
+        mask = self.tokenizer.mask_token
+        if mask is None:
+            raise ValueError("The tokenizer has no mask token: this model cannot infill.")
+        inputs = self._encode(text)
+        if not bool(inputs["input_ids"].eq(self.tokenizer.mask_token_id).any()):
+            raise ValueError(
+                f"Nothing to infill: mark each gap in the text with {mask}, e.g. 'The {mask} sat on the mat'."
+            )
+        return inputs
+
+    def _forward(self, model_inputs: dict[str, Any], **generate_kwargs) -> dict[str, Any]:
+        input_ids, attention_mask = model_inputs["input_ids"], model_inputs["attention_mask"]
+        if not self._is_insertion_model():
+            generate_kwargs.setdefault("max_new_tokens", 0)  # fill the masks only
+        output = self._generate(input_ids, attention_mask, generate_kwargs)
+        sequences = _sequences(output)
+        batch_size = input_ids.shape[0]
+        per_prompt = sequences.shape[0] // batch_size
+        pad, mask_id = self._pad_token_id(), self.tokenizer.mask_token_id
+        # Which gap each output token filled (-1: not a fill), as a tensor so that batched pipelines split it.
+        gap_ids = torch.full_like(sequences, -1)
+        num_gaps = torch.zeros(batch_size, dtype=torch.long)
+        for row in range(sequences.shape[0]):
+            prompt = input_ids[row // per_prompt][attention_mask[row // per_prompt].bool()].tolist()
+            num_gaps[row // per_prompt] = self._mark_gaps(
+                output, sequences, gap_ids, row, prompt, pad, mask_id
+            )
+        return {
+            "sequences": sequences.reshape(batch_size, per_prompt, -1),
+            "gap_ids": gap_ids.reshape(batch_size, per_prompt, -1),
+            "num_gaps": num_gaps,
+        }
+
+    def _mark_gaps(
+        self, output, sequences, gap_ids, row: int, prompt: list[int], pad: int, mask_id: int
+    ) -> int:
+        """Writes into `gap_ids[row]` the gap (a run of `[MASK]`s of the prompt) each filled token belongs to;
+        returns the number of gaps."""
+        gap_of_prompt_token, kept_before, gap, kept = [], [], -1, 0
+        for index, token in enumerate(prompt):
+            if token == mask_id:
+                if index == 0 or prompt[index - 1] != mask_id:
+                    gap += 1
+                    kept_before.append(kept)
+                gap_of_prompt_token.append(gap)
+            else:
+                gap_of_prompt_token.append(-1)
+                kept += 1
+        width = sequences.shape[1]
+        labels = _insertion_labels(output, row, pad)
+        if labels is None:  # masked model: one token per [MASK], the prompt's columns kept (right-aligned)
+            gap_ids[row, width - len(prompt) :] = torch.tensor(gap_of_prompt_token, dtype=gap_ids.dtype)
+            return len(kept_before)
+        # insertion model: the kept prompt tokens, after the special tokens the model laid out before the text,
+        # with the inserted tokens between them; tokens inserted after the token before a gap belong to that gap
+        prefix = labels.count(False) - kept
+        owner = {prefix + before - 1: g for g, before in enumerate(kept_before)}
+        original_index = -1
+        for column, inserted in zip(range(width - len(labels), width), labels):
+            if not inserted:
+                original_index += 1
+            elif original_index in owner:
+                gap_ids[row, column] = owner[original_index]
+        return len(kept_before)
+
+    def postprocess(
+        self, model_outputs: dict[str, Any], skip_special_tokens: bool = True
+    ) -> list[dict[str, Any]]:
+        pad = self._pad_token_id()
+        num_gaps = int(model_outputs["num_gaps"][0])
+        records = []
+        for sequence, gap_ids in zip(model_outputs["sequences"][0], model_outputs["gap_ids"][0]):
+            records.append(
+                {
+                    "generated_text": self._decode(sequence[sequence.ne(pad)], skip_special_tokens),
+                    "fills": [
+                        self._decode(sequence[gap_ids.eq(g)], skip_special_tokens) for g in range(num_gaps)
+                    ],
+                }
+            )
+        return records
+
+
+__all__ = ["XLMTextGenerationPipeline", "XLMInfillPipeline", "new_token_mask"]

@@ -1,0 +1,355 @@
+#!/usr/bin/env python
+"""Fine-tune an xlm_hf checkpoint (any family) with its own collators and Trainer, optionally with LoRA.
+
+In the style of transformers' `examples/pytorch/language-modeling` scripts: three argument dataclasses (model, data,
+`TrainingArguments`) parsed by `HfArgumentParser`, then `main()` from top to bottom.
+
+    # full fine-tuning of a local folder (or a Hub id) on prompt/target pairs
+    python scripts/finetune.py --model_name_or_path outputs/star_easy_arlm --train_file data.jsonl \
+        --output_dir outputs/finetuned --max_steps 500 --learning_rate 3e-4
+
+    # LoRA on the attention projections, merged into a Hub-ready folder at the end; several processes
+    accelerate launch scripts/finetune.py --model_name_or_path my-org/star-easy-mdlm --train_file data.parquet \
+        --output_dir outputs/lora --max_steps 500 --lora_r 8 --lora_target_modules q_proj,v_proj --merge_lora
+
+Data: `--train_file` / `--validation_file` (`.jsonl`/`.json`, `.csv`, `.parquet`, `.txt`) or `--dataset_name` (a
+`datasets` name or folder). Rows with `prompt` and `target` columns train the family's seq2seq collator (the model
+learns target given prompt); rows with only a `text` column train its language-modelling collator. Column names are
+options.
+
+Output (`--output_dir`):
+- without LoRA, or with `--merge_lora`: a Hub-ready folder (weights, config with `auto_map`, modeling files,
+  tokenizer, generation config, card, `experiment.yaml`), the same as `xlm-hf train` writes; `xlm-hf push` uploads it;
+- with LoRA and without `--merge_lora`: the adapter only (`adapter_config.json`, `adapter_model.safetensors`, the
+  tokenizer); load it with `PeftModel.from_pretrained(AutoModel.from_pretrained(base, trust_remote_code=True), dir)`.
+
+Saving goes through `Trainer.save_model` or happens on the main process only after every process finished, so the
+script runs unchanged under `accelerate launch` / `torchrun`.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+import transformers
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+
+from xlm_hf.experiment import parse_yaml
+from xlm_hf.export import EXPERIMENT_FILE, export_model, load_model_and_tokenizer
+from xlm_hf.trainer import EvalTask
+
+logger = logging.getLogger(__name__)
+
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
+
+
+@dataclass
+class ModelArguments:
+    """Which checkpoint to start from, and LoRA."""
+
+    model_name_or_path: str = field(metadata={"help": "An xlm_hf model folder or a Hub id (any family)."})
+    model_revision: str | None = field(
+        default=None, metadata={"help": "Hub revision (branch, tag or commit)."}
+    )
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank; 0 trains every weight (no LoRA)."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (alpha / r)."})
+    lora_dropout: float = field(default=0.0)
+    lora_target_modules: str = field(
+        default="q_proj,v_proj",
+        metadata={
+            "help": "Comma-separated Linear names to adapt (q_proj,k_proj,v_proj,o_proj,...) or 'all-linear'."
+        },
+    )
+    lora_modules_to_save: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated modules trained in full next to LoRA (new heads). Default: the model class's "
+            "`peft_modules_to_save` (e.g. ILM's lm_head,stopping_head), else none. 'none' for none."
+        },
+    )
+    merge_lora: bool = field(
+        default=False, metadata={"help": "Merge LoRA into the weights and save a full model."}
+    )
+
+
+@dataclass
+class DataArguments:
+    """What to train on."""
+
+    train_file: str | None = field(default=None, metadata={"help": ".jsonl/.json, .csv, .parquet or .txt"})
+    validation_file: str | None = field(default=None)
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A `datasets` name (or folder) instead of files."}
+    )
+    dataset_config_name: str | None = field(default=None)
+    train_split: str = field(default="train")
+    validation_split: str | None = field(
+        default=None, metadata={"help": "Split of --dataset_name to evaluate on."}
+    )
+    prompt_column: str = field(default="prompt")
+    target_column: str = field(default="target")
+    text_column: str = field(default="text")
+    input_block_size: int | None = field(
+        default=None,
+        metadata={"help": "Prompt block; default: the checkpoint's experiment, else the longest prompt."},
+    )
+    block_size: int | None = field(
+        default=None,
+        metadata={"help": "Target (or text) block; default: the checkpoint's experiment, else the longest."},
+    )
+    max_train_samples: int | None = field(default=None)
+    max_eval_samples: int | None = field(default=None)
+    collator_options: str | None = field(
+        default=None,
+        metadata={"help": "JSON options of the family collator, e.g. '{\"loss_on_prompt\": true}'."},
+    )
+
+
+def load_raw_datasets(data_args: DataArguments) -> datasets.DatasetDict:
+    if data_args.dataset_name:
+        if (
+            Path(data_args.dataset_name).is_dir()
+            and (Path(data_args.dataset_name) / "dataset_dict.json").is_file()
+        ):
+            raw = datasets.load_from_disk(data_args.dataset_name)
+        else:
+            raw = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name)
+        splits = {"train": raw[data_args.train_split]}
+        if data_args.validation_split:
+            splits["validation"] = raw[data_args.validation_split]
+        return datasets.DatasetDict(splits)
+    if not data_args.train_file:
+        raise ValueError("Give --train_file (jsonl/json/csv/parquet/txt) or --dataset_name.")
+    files = {"train": data_args.train_file}
+    if data_args.validation_file:
+        files["validation"] = data_args.validation_file
+    builders = set()
+    for path in files.values():
+        suffix = Path(path).suffix.lower()
+        if suffix not in FILE_BUILDERS:
+            raise ValueError(
+                f"{path}: unsupported file type {suffix!r}; use one of {', '.join(FILE_BUILDERS)}."
+            )
+        if not Path(path).is_file():
+            raise ValueError(f"{path} does not exist.")
+        builders.add(FILE_BUILDERS[suffix])
+    if len(builders) != 1:
+        raise ValueError("--train_file and --validation_file must have the same type.")
+    return datasets.load_dataset(builders.pop(), data_files=files)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        model_args, data_args, training_args = parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    else:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    # the collators need the raw columns, and every training batch carries `labels`
+    training_args.remove_unused_columns = False
+    if training_args.label_names is None:
+        training_args.label_names = ["labels"]
+    if not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False
+
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    logger.info(f"Training/evaluation parameters {training_args}")
+    set_seed(training_args.seed)
+
+    # ---- the checkpoint -------------------------------------------------------------------------------------
+    model, tokenizer, family, model_dir = load_model_and_tokenizer(
+        model_args.model_name_or_path, model_args.model_revision
+    )
+    model.train()
+    base_experiment = {}
+    if (model_dir / EXPERIMENT_FILE).is_file():
+        base_experiment = parse_yaml((model_dir / EXPERIMENT_FILE).read_text()) or {}
+
+    # ---- the data -------------------------------------------------------------------------------------------
+    raw = load_raw_datasets(data_args)
+    columns = raw["train"].column_names
+    if data_args.prompt_column in columns and data_args.target_column in columns:
+        mode = "seq2seq"
+    elif data_args.text_column in columns:
+        mode = "lm"
+    else:
+        raise ValueError(
+            f"The data has columns {columns}: give {data_args.prompt_column!r} and {data_args.target_column!r} "
+            f"(prompt -> target) or {data_args.text_column!r} (language modelling), or name yours with "
+            "--prompt_column/--target_column/--text_column."
+        )
+    if data_args.max_train_samples is not None:
+        raw["train"] = raw["train"].select(range(min(data_args.max_train_samples, len(raw["train"]))))
+    if "validation" in raw and data_args.max_eval_samples is not None:
+        raw["validation"] = raw["validation"].select(
+            range(min(data_args.max_eval_samples, len(raw["validation"])))
+        )
+
+    def tokenize(batch):
+        def ids(texts):
+            return tokenizer([str(t) for t in texts], add_special_tokens=False)["input_ids"]
+
+        if mode == "seq2seq":
+            return {
+                "prompt_ids": ids(batch[data_args.prompt_column]),
+                "target_ids": ids(batch[data_args.target_column]),
+            }
+        return {"input_ids": ids(batch[data_args.text_column])}
+
+    with training_args.main_process_first(desc="tokenizing"):
+        tokenized = raw.map(tokenize, batched=True, remove_columns=columns, desc="Tokenizing")
+    unk = tokenizer.unk_token_id
+    if unk is not None:
+        id_columns = ["prompt_ids", "target_ids"] if mode == "seq2seq" else ["input_ids"]
+        unknown = sum(row.count(unk) for column in id_columns for row in tokenized["train"][column])
+        if unknown:
+            logger.warning(
+                f"{unknown} tokens of the training data are outside the model's vocabulary ([UNK])."
+            )
+
+    base_data = base_experiment.get("data") or {}
+    longest = lambda column: max(len(row) for split in tokenized.values() for row in split[column])  # noqa: E731
+    if mode == "seq2seq":
+        input_block_size = (
+            data_args.input_block_size or base_data.get("input_block_size") or longest("prompt_ids") + 2
+        )
+        block_size = data_args.block_size or base_data.get("block_size") or longest("target_ids") + 1
+    else:
+        input_block_size = data_args.input_block_size or 0
+        block_size = data_args.block_size or longest("input_ids") + 2
+    if input_block_size + block_size > model.config.max_position_embeddings:
+        raise ValueError(
+            f"input_block_size={input_block_size} + block_size={block_size} exceed the model's "
+            f"max_position_embeddings={model.config.max_position_embeddings}; shorten the data or set the blocks."
+        )
+
+    def collator(kind: str, extra: dict | None = None):
+        cls = family.collators[kind]
+        names = {f.name for f in dataclasses.fields(cls)}
+        options = {
+            "tokenizer": tokenizer,
+            "input_block_size": input_block_size,
+            "block_size": block_size,
+            **(extra or {}),
+        }
+        return cls(**{k: v for k, v in options.items() if k in names})
+
+    collator_options = json.loads(data_args.collator_options) if data_args.collator_options else {}
+    train_collator = collator(mode, collator_options)
+    eval_tasks = {}
+    if "validation" in tokenized:
+        eval_tasks["lm"] = EvalTask(
+            "lm", tokenized["validation"], collator(mode, collator_options), kind="loss"
+        )
+
+    # ---- LoRA -----------------------------------------------------------------------------------------------
+    if model_args.lora_r > 0:
+        from peft import LoraConfig, get_peft_model
+
+        targets = model_args.lora_target_modules.strip()
+        target_modules = (
+            targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+        )
+        if model_args.lora_modules_to_save is None:
+            modules_to_save = list(getattr(model, "peft_modules_to_save", None) or [])
+        elif model_args.lora_modules_to_save.strip().lower() == "none":
+            modules_to_save = []
+        else:
+            modules_to_save = [m.strip() for m in model_args.lora_modules_to_save.split(",") if m.strip()]
+        lora_config = LoraConfig(
+            r=model_args.lora_r,
+            lora_alpha=model_args.lora_alpha,
+            lora_dropout=model_args.lora_dropout,
+            target_modules=target_modules,
+            modules_to_save=modules_to_save or None,
+            task_type=None,  # our classes are not PEFT's task models; the generic PeftModel forwards everything
+        )
+        model = get_peft_model(model, lora_config)
+        model.print_trainable_parameters()
+
+    # ---- train ----------------------------------------------------------------------------------------------
+    trainer = family.trainer_class(
+        model=model,
+        args=training_args,
+        train_dataset=tokenized["train"],
+        data_collator=train_collator,
+        processing_class=tokenizer,
+        eval_tasks=eval_tasks,
+    )
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    metrics = dict(train_result.metrics)
+    trainer.log_metrics("train", metrics)
+    if eval_tasks:
+        eval_metrics = trainer.evaluate()
+        trainer.log_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+
+    # ---- save -----------------------------------------------------------------------------------------------
+    source = data_args.dataset_name or data_args.train_file
+    lora = (
+        f" with LoRA (r={model_args.lora_r}, {model_args.lora_target_modules})"
+        if model_args.lora_r > 0
+        else ""
+    )
+    experiment = {
+        **{k: v for k, v in base_experiment.items() if k in ("family", "model", "generation")},
+        "description": f"Fine-tuned from {model_args.model_name_or_path} on {source}{lora} with scripts/finetune.py.",
+        "family": family.name,
+        "data": {
+            **({"task": base_data["task"]} if base_data.get("task") else {}),
+            "input_block_size": input_block_size,
+            "block_size": block_size,
+        },
+        "training": {
+            k: v
+            for k, v in training_args.to_dict().items()
+            if k in ("max_steps", "num_train_epochs", "learning_rate", "per_device_train_batch_size", "seed")
+        },
+    }
+    output_dir = Path(training_args.output_dir)
+    saved = "adapter" if model_args.lora_r > 0 and not model_args.merge_lora else "model"
+    if saved == "adapter":
+        trainer.save_model(str(output_dir))  # the adapter (and the tokenizer), from the main process only
+    else:
+        trainer.accelerator.wait_for_everyone()
+        if trainer.is_world_process_zero():
+            final = trainer.accelerator.unwrap_model(trainer.model)
+            if model_args.lora_r > 0:
+                final = final.merge_and_unload()
+            final.eval()
+            export_model(final, tokenizer, output_dir, family, experiment=experiment)
+        trainer.accelerator.wait_for_everyone()
+
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    summary = {
+        "output_dir": str(output_dir),
+        "saved": saved,
+        "family": family.name,
+        "global_step": trainer.state.global_step,
+        "first_logged_loss": losses[0] if losses else None,
+        "last_logged_loss": losses[-1] if losses else None,
+        **{k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+    }
+    if trainer.is_world_process_zero():
+        with open(output_dir / "finetune_results.json", "w") as handle:
+            json.dump(summary, handle, indent=2)
+        print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

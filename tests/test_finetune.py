@@ -1,0 +1,274 @@
+"""`scripts/finetune.py` on tiny models: full fine-tuning (ARLM), LoRA merged into a Hub-ready folder (MDLM), and a
+LoRA adapter saved alone and reloaded on its base (ILM)."""
+
+import importlib.util
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from isolation import run_without_xlm_hf
+from test_pipelines import export_tiny
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "finetune.py"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models run far faster on one thread (and the test machine is shared); restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the isolated subprocesses
+        yield
+    torch.set_num_threads(previous)
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("xlm_finetune_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def finetune():
+    return load_script().main
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    """prompt -> target = the prompt reversed (numbers 0..19); the same rows as jsonl, csv and text."""
+    root = tmp_path_factory.mktemp("finetune-data")
+    rng = random.Random(0)
+    rows = []
+    for _ in range(64):
+        prompt = [str(rng.randrange(20)) for _ in range(5)]
+        rows.append({"prompt": " ".join(prompt), "target": " ".join(reversed(prompt))})
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "train.csv").write_text(
+        "prompt,target\n" + "".join(f"{r['prompt']},{r['target']}\n" for r in rows)
+    )
+    (root / "train.txt").write_text("".join(f"{r['prompt']} {r['target']}\n" for r in rows))
+    return {"jsonl": root / "train.jsonl", "csv": root / "train.csv", "txt": root / "train.txt"}
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("finetune-bases")
+    return {name: export_tiny(name, root / name) for name in ("arlm", "mdlm", "ilm")}
+
+
+COMMON = [
+    "--per_device_train_batch_size",
+    "16",
+    "--logging_steps",
+    "5",
+    "--report_to",
+    "none",
+    "--save_strategy",
+    "no",
+    "--disable_tqdm",
+    "true",
+    "--seed",
+    "0",
+]
+
+
+def test_full_finetuning_lowers_the_loss_and_exports(finetune, bases, data, tmp_path):
+    out = tmp_path / "arlm-full"
+    summary = finetune(
+        [
+            "--model_name_or_path",
+            str(bases["arlm"]),
+            "--train_file",
+            str(data["jsonl"]),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "30",
+            "--learning_rate",
+            "3e-3",
+            *COMMON,
+        ]
+    )
+    assert summary["saved"] == "model" and summary["global_step"] == 30
+    assert summary["last_logged_loss"] < summary["first_logged_loss"] - 0.3
+    from xlm_hf.hub import check_hub_folder
+
+    assert {"model.safetensors", "config.json", "modeling_arlm.py", "README.md", "experiment.yaml"} <= set(
+        check_hub_folder(out)
+    )
+    assert "Fine-tuned from" in (out / "experiment.yaml").read_text()
+
+
+def test_text_file_trains_the_language_model_collator(finetune, bases, data, tmp_path):
+    summary = finetune(
+        [
+            "--model_name_or_path",
+            str(bases["arlm"]),
+            "--train_file",
+            str(data["txt"]),
+            "--output_dir",
+            str(tmp_path / "lm"),
+            "--max_steps",
+            "10",
+            "--learning_rate",
+            "3e-3",
+            *COMMON,
+        ]
+    )
+    assert summary["global_step"] == 10 and summary["last_logged_loss"] < summary["first_logged_loss"]
+
+
+@pytest.fixture(scope="module")
+def lora_runs(finetune, bases, data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("lora")
+    merged = finetune(
+        [
+            "--model_name_or_path",
+            str(bases["mdlm"]),
+            "--train_file",
+            str(data["csv"]),
+            "--output_dir",
+            str(root / "mdlm-merged"),
+            "--max_steps",
+            "60",
+            "--learning_rate",
+            "1e-2",
+            "--lora_r",
+            "8",
+            "--lora_target_modules",
+            "q_proj,k_proj,v_proj,o_proj",
+            "--lora_modules_to_save",
+            "lm_head",
+            "--merge_lora",
+            *COMMON,
+        ]
+    )
+    adapter = finetune(
+        [
+            "--model_name_or_path",
+            str(bases["ilm"]),
+            "--train_file",
+            str(data["jsonl"]),
+            "--output_dir",
+            str(root / "ilm-adapter"),
+            "--max_steps",
+            "60",
+            "--learning_rate",
+            "1e-2",
+            "--lora_r",
+            "8",
+            "--lora_target_modules",
+            "all-linear",
+            *COMMON,
+        ]
+    )
+    return {"merged": merged, "adapter": adapter}
+
+
+def test_lora_lowers_the_loss(lora_runs):
+    for summary in lora_runs.values():
+        assert summary["global_step"] == 60
+        assert summary["last_logged_loss"] < summary["first_logged_loss"], summary
+
+
+def test_merged_lora_is_a_full_hub_ready_model(lora_runs, bases):
+    out = Path(lora_runs["merged"]["output_dir"])
+    assert lora_runs["merged"]["saved"] == "model"
+    assert not (out / "adapter_config.json").exists()
+    from safetensors.torch import load_file
+
+    merged, base = load_file(out / "model.safetensors"), load_file(bases["mdlm"] / "model.safetensors")
+    assert set(merged) == set(base)  # plain weights: no lora_A/lora_B or modules_to_save copies left
+    assert not torch.equal(
+        merged["model.layers.0.self_attn.q_proj.weight"], base["model.layers.0.self_attn.q_proj.weight"]
+    )
+    assert not torch.equal(merged["lm_head.weight"], base["lm_head.weight"])
+
+
+def test_adapter_reloads_on_its_base_and_helps(lora_runs, bases, data):
+    out = Path(lora_runs["adapter"]["output_dir"])
+    assert lora_runs["adapter"]["saved"] == "adapter"
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["r"] == 8 and set(config["modules_to_save"]) == {
+        "lm_head",
+        "stopping_head",
+    }  # ILM's new heads
+
+    from peft import PeftModel
+
+    from xlm_hf.export import load_model_and_tokenizer
+
+    base, tokenizer, family, _ = load_model_and_tokenizer(bases["ilm"])
+    rows = [json.loads(line) for line in data["jsonl"].read_text().splitlines()[:32]]
+    examples = [
+        {
+            "prompt_ids": tokenizer(r["prompt"], add_special_tokens=False)["input_ids"],
+            "target_ids": tokenizer(r["target"], add_special_tokens=False)["input_ids"],
+        }
+        for r in rows
+    ]
+    batch = family.collators["seq2seq"](tokenizer=tokenizer, input_block_size=8, block_size=6, seed=0)(
+        examples
+    )
+    batch = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        base_loss = float(base(**batch).loss)
+        adapted = PeftModel.from_pretrained(base, str(out)).eval()
+        adapted_loss = float(adapted(**batch).loss)
+    assert adapted_loss < base_loss
+
+
+def test_finetuned_folders_load_and_generate_without_xlm_hf(lora_runs, bases, tmp_path):
+    code = f"""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModel, AutoTokenizer
+
+    merged_dir = {lora_runs["merged"]["output_dir"]!r}
+    model = AutoModel.from_pretrained(merged_dir, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    assert "xlm_hf" not in type(model).__module__
+    inputs = tokenizer(["1 2 3 4 5"], return_tensors="pt", add_special_tokens=False)
+    out = model.generate(**inputs, max_new_tokens=5, num_steps=5, sampler="unmask", temperature=0.0)
+    assert out.sequences.shape[1] - out.output_start_idx == 5
+
+    base = AutoModel.from_pretrained({str(bases["ilm"])!r}, trust_remote_code=True)
+    reference = base(**inputs).logits.detach().clone()
+    adapted = PeftModel.from_pretrained(base, {lora_runs["adapter"]["output_dir"]!r})
+    assert not torch.allclose(adapted(**inputs).logits, reference)
+    out = adapted.generate(**inputs, max_new_tokens=3)
+    print("OK", out.sequences.shape)
+    """
+    result = run_without_xlm_hf(code, cwd=str(tmp_path))
+    assert "OK" in result.stdout
+
+
+def test_bad_data_is_one_clear_error(finetune, bases, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "1 2", "answer": "3"}) + "\n")
+    with pytest.raises(ValueError, match="prompt"):
+        finetune(
+            [
+                "--model_name_or_path",
+                str(bases["arlm"]),
+                "--train_file",
+                str(bad),
+                "--output_dir",
+                str(tmp_path / "x"),
+            ]
+        )
+    with pytest.raises(ValueError, match="unsupported file type"):
+        finetune(
+            [
+                "--model_name_or_path",
+                str(bases["arlm"]),
+                "--train_file",
+                str(tmp_path / "data.xml"),
+                "--output_dir",
+                str(tmp_path / "x"),
+            ]
+        )
