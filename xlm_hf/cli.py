@@ -17,7 +17,6 @@ import json
 import sys
 
 
-
 def _parse_value(text: str):
     from .experiment import parse_yaml
 

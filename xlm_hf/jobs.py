@@ -227,7 +227,9 @@ def evaluate(
     splits = {split: tokenize_seq2seq(splits[split], tokenizer)}
     eval_tasks = build_eval_tasks(family, experiment, tokenizer, splits, split=split, limit=limit)
 
-    writable = os.access(model_dir, os.W_OK)
+    # results and predictions go next to the model only when it is a local folder of ours: a Hub id resolves to
+    # a snapshot in the shared Hub cache, which must stay a pristine copy of the repo
+    writable = Path(model_path).is_dir() and os.access(model_dir, os.W_OK)
     with tempfile.TemporaryDirectory() as scratch:
         # predictions/<task>/*.jsonl go next to the model when the folder is ours (not a read-only Hub cache)
         args = TrainingArguments(
