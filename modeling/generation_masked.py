@@ -54,7 +54,7 @@ _FIELDS = (
     "block_size",
     "num_return_sequences",
     "seed",
-    "use_logits_cache",
+    "use_cache_trick",
     "output_history",
     "return_dict_in_generate",
     "suppress_tokens",
@@ -108,7 +108,7 @@ class MaskedGenerationConfig(GenerationConfig):
 
         > Other
 
-        use_logits_cache (`bool`): Ancestral sampler: reuse a row's logits when the previous step changed nothing in
+        use_cache_trick (`bool`): Ancestral sampler: reuse a row's logits when the previous step changed nothing in
             it. Only exact when the model ignores time, so it is skipped for time-conditioned models.
         num_return_sequences (`int`): Samples per prompt (or the number of unconditional samples).
         seed (`int`, *optional*): Seed of a private `torch.Generator` (or pass `generator=` to `generate`).
@@ -144,7 +144,7 @@ class MaskedGenerationConfig(GenerationConfig):
             "temperature": 1.0,
             "unmasking_order": "top_prob",
             "confidence_temperature": 0.0,
-            "use_logits_cache": True,
+            "use_cache_trick": True,
             "num_return_sequences": 1,
             "output_history": False,
             "return_dict_in_generate": True,
@@ -159,54 +159,90 @@ class MaskedGenerationConfig(GenerationConfig):
             return isinstance(value, int) and not isinstance(value, bool)
 
         if self.max_new_tokens is not None:
-            check(is_int(self.max_new_tokens) and self.max_new_tokens >= 0,
-                  f"max_new_tokens must be an integer >= 0, got {self.max_new_tokens!r}.")
+            check(
+                is_int(self.max_new_tokens) and self.max_new_tokens >= 0,
+                f"max_new_tokens must be an integer >= 0, got {self.max_new_tokens!r}.",
+            )
         if self.max_length is not None:
-            check(is_int(self.max_length) and self.max_length > 0,
-                  f"max_length must be a positive integer, got {self.max_length!r}.")
+            check(
+                is_int(self.max_length) and self.max_length > 0,
+                f"max_length must be a positive integer, got {self.max_length!r}.",
+            )
         if self.num_steps is not None:
-            check(is_int(self.num_steps) and self.num_steps > 0,
-                  f"num_steps must be a positive integer, got {self.num_steps!r}.")
+            check(
+                is_int(self.num_steps) and self.num_steps > 0,
+                f"num_steps must be a positive integer, got {self.num_steps!r}.",
+            )
         if self.sampler is not None:
-            check(self.sampler in self._allowed_samplers,
-                  f"sampler must be one of {self._allowed_samplers} for {type(self).__name__}, got {self.sampler!r}.")
+            check(
+                self.sampler in self._allowed_samplers,
+                f"sampler must be one of {self._allowed_samplers} for {type(self).__name__}, got {self.sampler!r}.",
+            )
         if self.temperature is not None:
-            check(isinstance(self.temperature, (int, float)) and self.temperature >= 0,
-                  f"temperature must be a number >= 0 (0 = argmax), got {self.temperature!r}.")
+            check(
+                isinstance(self.temperature, (int, float)) and self.temperature >= 0,
+                f"temperature must be a number >= 0 (0 = argmax), got {self.temperature!r}.",
+            )
         if self.top_k is not None:
-            check(is_int(self.top_k) and self.top_k > 0, f"top_k must be a positive integer, got {self.top_k!r}.")
+            check(
+                is_int(self.top_k) and self.top_k > 0,
+                f"top_k must be a positive integer, got {self.top_k!r}.",
+            )
         if self.top_p is not None:
-            check(isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1,
-                  f"top_p must be in (0, 1], got {self.top_p!r}.")
-        check(self.top_k is None or self.top_p is None,
-              f"Give top_k or top_p, not both (got top_k={self.top_k}, top_p={self.top_p}).")
+            check(
+                isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1,
+                f"top_p must be in (0, 1], got {self.top_p!r}.",
+            )
+        check(
+            self.top_k is None or self.top_p is None,
+            f"Give top_k or top_p, not both (got top_k={self.top_k}, top_p={self.top_p}).",
+        )
         if self.unmasking_order is not None:
-            check(self.unmasking_order in UNMASKING_ORDERS,
-                  f"unmasking_order must be one of {UNMASKING_ORDERS}, got {self.unmasking_order!r}.")
+            check(
+                self.unmasking_order in UNMASKING_ORDERS,
+                f"unmasking_order must be one of {UNMASKING_ORDERS}, got {self.unmasking_order!r}.",
+            )
         if self.confidence_temperature is not None:
-            check(isinstance(self.confidence_temperature, (int, float)) and self.confidence_temperature >= 0,
-                  f"confidence_temperature must be >= 0, got {self.confidence_temperature!r}.")
+            check(
+                isinstance(self.confidence_temperature, (int, float)) and self.confidence_temperature >= 0,
+                f"confidence_temperature must be >= 0, got {self.confidence_temperature!r}.",
+            )
         if self.threshold is not None:
-            check(isinstance(self.threshold, (int, float)) and self.threshold > 0,
-                  f"threshold must be a positive number, got {self.threshold!r}.")
-            check(self.unmasking_order != "random",
-                  "threshold needs a confidence to rank positions: set unmasking_order to top_prob, prob_diff or "
-                  "entropy.")
-            check(self.sampler != "ancestral", "threshold applies to the 'unmask' sampler, not to 'ancestral'.")
+            check(
+                isinstance(self.threshold, (int, float)) and self.threshold > 0,
+                f"threshold must be a positive number, got {self.threshold!r}.",
+            )
+            check(
+                self.unmasking_order != "random",
+                "threshold needs a confidence to rank positions: set unmasking_order to top_prob, prob_diff or "
+                "entropy.",
+            )
+            check(
+                self.sampler != "ancestral", "threshold applies to the 'unmask' sampler, not to 'ancestral'."
+            )
         if self.block_size is not None:
-            check(is_int(self.block_size) and self.block_size > 0,
-                  f"block_size must be a positive integer, got {self.block_size!r}.")
+            check(
+                is_int(self.block_size) and self.block_size > 0,
+                f"block_size must be a positive integer, got {self.block_size!r}.",
+            )
         if self.num_return_sequences is not None:
-            check(is_int(self.num_return_sequences) and self.num_return_sequences > 0,
-                  f"num_return_sequences must be a positive integer, got {self.num_return_sequences!r}.")
+            check(
+                is_int(self.num_return_sequences) and self.num_return_sequences > 0,
+                f"num_return_sequences must be a positive integer, got {self.num_return_sequences!r}.",
+            )
         if self.seed is not None:
             check(is_int(self.seed), f"seed must be an integer, got {self.seed!r}.")
         if self.bos_position is not None:
-            check(self.bos_position in BOS_POSITIONS,
-                  f"bos_position must be one of {BOS_POSITIONS}, got {self.bos_position!r}.")
+            check(
+                self.bos_position in BOS_POSITIONS,
+                f"bos_position must be one of {BOS_POSITIONS}, got {self.bos_position!r}.",
+            )
         if self.suppress_tokens is not None:
-            check(isinstance(self.suppress_tokens, (list, tuple)) and all(is_int(i) for i in self.suppress_tokens),
-                  f"suppress_tokens must be a list of token ids, got {self.suppress_tokens!r}.")
+            check(
+                isinstance(self.suppress_tokens, (list, tuple))
+                and all(is_int(i) for i in self.suppress_tokens),
+                f"suppress_tokens must be a list of token ids, got {self.suppress_tokens!r}.",
+            )
 
     def to_diff_dict(self) -> dict[str, Any]:
         # Diff against this class's own empty config, not against the autoregressive GenerationConfig.
@@ -266,7 +302,9 @@ class MaskedGenerationOutput(ModelOutput):
     num_forward_passes: int | None = None
 
 
-def process_logits(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> torch.Tensor:
+def process_logits(
+    logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None
+) -> torch.Tensor:
     """Temperature, then top-k or top-p filtering (filtered tokens get -inf). `temperature=0` keeps the logits
     (the caller takes the argmax)."""
     if temperature > 0 and temperature != 1:
@@ -290,7 +328,11 @@ def gumbel_noise(shape: torch.Size, generator: torch.Generator | None, device: t
 
 
 def sample_tokens(
-    logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None, generator: torch.Generator | None
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    generator: torch.Generator | None,
 ) -> torch.Tensor:
     """One token per row of `logits` `(N, vocab)`: argmax when temperature is 0 (or top_k is 1), otherwise a draw
     from softmax(process_logits(logits)) by the Gumbel-max trick."""
@@ -334,7 +376,9 @@ class MaskedDenoisingGenerationMixin:
     generation_config_class = MaskedGenerationConfig
 
     # ---- family hooks -------------------------------------------------------------------------------------
-    def _denoising_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def _denoising_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def _mask_probability(self, t: torch.Tensor) -> torch.Tensor:
@@ -405,7 +449,9 @@ class MaskedDenoisingGenerationMixin:
                 candidates = canvas.eq(config.mask_token_id) & in_block
                 if not bool(candidates.any()):
                     break
-                canvas = self._denoising_step(canvas, canvas_mask, candidates, step, num_steps, config, generator, state)
+                canvas = self._denoising_step(
+                    canvas, canvas_mask, candidates, step, num_steps, config, generator, state
+                )
                 if config.output_history:
                     history.append(canvas.clone())
 
@@ -461,6 +507,12 @@ class MaskedDenoisingGenerationMixin:
             )
         except OSError:
             logger.info("No generation_config.json found; using the family's default generation config.")
+        except ValueError as error:
+            # a file with fields this version does not know (or invalid values): keep what is valid, say so
+            logger.warning(
+                f"generation_config.json could not be read as {self.generation_config_class.__name__} "
+                f"({error}); using the family's defaults for it."
+            )
 
     # ---- preparation ------------------------------------------------------------------------------------------
     def _prepare_generation_config(
@@ -471,7 +523,9 @@ class MaskedDenoisingGenerationMixin:
         # transformers' switch between greedy and sampling: do_sample=False means argmax tokens
         if overrides.pop("do_sample", None) is False and "temperature" not in overrides:
             overrides["temperature"] = 0.0
-        base = generation_config if generation_config is not None else getattr(self, "generation_config", None)
+        base = (
+            generation_config if generation_config is not None else getattr(self, "generation_config", None)
+        )
         if base is None or not isinstance(base, MaskedGenerationConfig):
             # e.g. a plain GenerationConfig: keep only the fields we know
             known = {} if base is None else {k: v for k, v in base.to_dict().items() if k in _FIELDS}
@@ -487,7 +541,9 @@ class MaskedDenoisingGenerationMixin:
         config.validate()
         config = config.with_defaults(self.config)
         if config.mask_token_id is None:
-            raise ValueError("Masked generation needs a mask_token_id (in the model config or the generation config).")
+            raise ValueError(
+                "Masked generation needs a mask_token_id (in the model config or the generation config)."
+            )
         if config.sampler == "ancestral" and config.threshold is not None:
             raise ValueError("threshold applies to the 'unmask' sampler, not to 'ancestral'.")
         return config
@@ -535,9 +591,17 @@ class MaskedDenoisingGenerationMixin:
             raise ValueError(f"bos_position={config.bos_position!r} needs a bos_token_id.")
         laid_out = []
         for row in rows:
-            if new_tokens > 0 and config.bos_position == "after_prompt" and (len(row) == 0 or int(row[-1]) != bos):
+            if (
+                new_tokens > 0
+                and config.bos_position == "after_prompt"
+                and (len(row) == 0 or int(row[-1]) != bos)
+            ):
                 row = torch.cat([row, row.new_tensor([bos])])
-            elif new_tokens > 0 and config.bos_position == "before_prompt" and (len(row) == 0 or int(row[0]) != bos):
+            elif (
+                new_tokens > 0
+                and config.bos_position == "before_prompt"
+                and (len(row) == 0 or int(row[0]) != bos)
+            ):
                 row = torch.cat([row.new_tensor([bos]), row])
             laid_out.append(torch.cat([row, row.new_full((new_tokens,), mask)]))
 
@@ -545,7 +609,7 @@ class MaskedDenoisingGenerationMixin:
         limit = self.config.max_position_embeddings
         if width > limit:
             raise ValueError(
-                f"The longest prompt needs {width - new_tokens} positions (with its [BOS]) and max_new_tokens="
+                f"The longest prompt needs {width - new_tokens} positions (with [BOS] where added) and max_new_tokens="
                 f"{new_tokens} more: {width} in all, over the model's max_position_embeddings={limit}. Shorten the "
                 "prompt or ask for fewer new tokens."
             )
@@ -653,10 +717,16 @@ class MaskedDenoisingGenerationMixin:
         needed = candidates.any(-1)
         state.steps_taken += needed.long()
         if config.sampler == "ancestral":
-            return self._ancestral_step(canvas, canvas_mask, candidates, needed, step, num_steps, config, generator, state)
-        return self._unmask_step(canvas, canvas_mask, candidates, needed, step, num_steps, config, generator, state)
+            return self._ancestral_step(
+                canvas, canvas_mask, candidates, needed, step, num_steps, config, generator, state
+            )
+        return self._unmask_step(
+            canvas, canvas_mask, candidates, needed, step, num_steps, config, generator, state
+        )
 
-    def _unmask_step(self, canvas, canvas_mask, candidates, needed, step, num_steps, config, generator, state):
+    def _unmask_step(
+        self, canvas, canvas_mask, candidates, needed, step, num_steps, config, generator, state
+    ):
         masked = canvas.eq(config.mask_token_id) & canvas_mask.bool()
         fraction = masked.sum(-1).float() / state.maskable_count.clamp(min=1).float()
         t = self._time_from_masked_fraction(fraction)
@@ -674,7 +744,9 @@ class MaskedDenoisingGenerationMixin:
             scores, uncertainty = confidence_and_uncertainty(probs, config.unmasking_order)
             scores = scores.double()
             if config.confidence_temperature > 0:
-                scores = scores / config.confidence_temperature + gumbel_noise(scores.shape, generator, canvas.device)
+                scores = scores / config.confidence_temperature + gumbel_noise(
+                    scores.shape, generator, canvas.device
+                )
         full_scores = torch.full(canvas.shape, float("-inf"), dtype=torch.float64, device=canvas.device)
         full_scores[candidates] = scores
         ranks = rank_within_rows(full_scores)
@@ -701,17 +773,21 @@ class MaskedDenoisingGenerationMixin:
         state.stale |= commit.any(-1)
         return new_canvas
 
-    def _ancestral_step(self, canvas, canvas_mask, candidates, needed, step, num_steps, config, generator, state):
+    def _ancestral_step(
+        self, canvas, canvas_mask, candidates, needed, step, num_steps, config, generator, state
+    ):
         dt = (1 - 1e-5) / num_steps
         t_value = 1.0 - step * dt
         t = torch.full((canvas.shape[0],), t_value, dtype=torch.float32, device=canvas.device)
-        reuse = bool(config.use_logits_cache) and not self._time_conditioned
+        reuse = bool(config.use_cache_trick) and not self._time_conditioned
         logits = self._logits_for(canvas, canvas_mask, t, needed, config, state, reuse=reuse)
         candidate_logits = logits[candidates]
         new_canvas = canvas.clone()
         if step == num_steps - 1:
             # last step: fill every remaining mask with the most likely token
-            tokens = process_logits(candidate_logits, config.temperature, config.top_k, config.top_p).argmax(-1)
+            tokens = process_logits(candidate_logits, config.temperature, config.top_k, config.top_p).argmax(
+                -1
+            )
             new_canvas[candidates] = tokens
         else:
             s = torch.tensor(t_value - dt, dtype=torch.float64)
@@ -719,7 +795,9 @@ class MaskedDenoisingGenerationMixin:
             p_s = self._mask_probability(s)
             # q(token v) = p(v) (P_t - P_s), q([MASK]) = P_s, normalised by P_t: a categorical over vocab + [MASK],
             # drawn as "unmask with probability (P_t - P_s) / P_t, then a token from p".
-            tokens = sample_tokens(candidate_logits, config.temperature, config.top_k, config.top_p, generator)
+            tokens = sample_tokens(
+                candidate_logits, config.temperature, config.top_k, config.top_p, generator
+            )
             unmask = torch.rand(tokens.shape, generator=generator, device=canvas.device, dtype=torch.float64)
             unmask = unmask < float((p_t - p_s) / p_t)
             values = torch.where(unmask, tokens, torch.full_like(tokens, config.mask_token_id))

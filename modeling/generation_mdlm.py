@@ -16,7 +16,11 @@ class MDLMGenerationConfig(MaskedGenerationConfig):
 
     @staticmethod
     def _get_default_generation_params() -> dict[str, Any]:
-        return {**MaskedGenerationConfig._get_default_generation_params(), "sampler": "ancestral", "num_steps": 32}
+        return {
+            **MaskedGenerationConfig._get_default_generation_params(),
+            "sampler": "ancestral",
+            "num_steps": 32,
+        }
 
 
 class MDLMGenerationMixin(MaskedDenoisingGenerationMixin):
@@ -39,7 +43,9 @@ class MDLMGenerationMixin(MaskedDenoisingGenerationMixin):
     def _time_from_masked_fraction(self, fraction: torch.Tensor) -> torch.Tensor:
         return self.noise_schedule.t_from_mask_probability(fraction).clamp(0.0, 1.0)
 
-    def _denoising_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def _denoising_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
         sigma = self.noise_schedule.sigma(t.float())
         return self(input_ids=input_ids, attention_mask=attention_mask, noise_level=sigma).logits
 

@@ -22,7 +22,9 @@ class MLMGenerationMixin(MaskedDenoisingGenerationMixin):
 
     generation_config_class = MLMGenerationConfig
 
-    def _denoising_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def _denoising_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
         return self(input_ids=input_ids, attention_mask=attention_mask).logits
 
 

@@ -91,18 +91,31 @@ class MDLMForMaskedDiffusionLM(XLMPreTrainedModel, MDLMGenerationMixin):
             labels = labels.to(logits.device)
             # the loss counts only where the input is [MASK]; labels may also mark visible maskable positions
             # (the ELBO normaliser), which then only count in the denominator
-            denominator = num_items_in_batch if num_items_in_batch is not None else labels.ne(-100).sum().clamp(min=1)
+            denominator = (
+                num_items_in_batch if num_items_in_batch is not None else labels.ne(-100).sum().clamp(min=1)
+            )
             labels = labels.masked_fill(input_ids.ne(self.config.mask_token_id), -100)
             loss = nn.functional.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
+                logits.float().reshape(-1, logits.shape[-1]),
+                labels.reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
             )
             loss = loss / denominator
-        output = MaskedLMOutput(loss=loss, logits=logits, hidden_states=all_hidden_states, attentions=all_attentions)
+        output = MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=all_hidden_states, attentions=all_attentions
+        )
         return output if return_dict is not False else output.to_tuple()
 
-    def estimate_noise_level(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    def estimate_noise_level(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """sigma(t) of the time at which the schedule masks the row's fraction of `[MASK]` among real tokens."""
-        real = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+        real = (
+            attention_mask.bool()
+            if attention_mask is not None
+            else torch.ones_like(input_ids, dtype=torch.bool)
+        )
         masked = (input_ids.eq(self.config.mask_token_id) & real).sum(-1).float()
         fraction = masked / real.sum(-1).clamp(min=1).float()
         schedule = self.noise_schedule

@@ -67,7 +67,9 @@ class MLMForMaskedLM(XLMPreTrainedModel, MLMGenerationMixin):
         )
         logits = self.lm_head(hidden_states)
         loss = masked_lm_loss(logits, labels, num_items_in_batch) if labels is not None else None
-        output = MaskedLMOutput(loss=loss, logits=logits, hidden_states=all_hidden_states, attentions=all_attentions)
+        output = MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=all_hidden_states, attentions=all_attentions
+        )
         return output if return_dict is not False else output.to_tuple()
 
 

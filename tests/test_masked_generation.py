@@ -2,15 +2,20 @@
 
 import pytest
 import torch
-
 from xlm_hf.modeling.configuration_mdlm import MDLMConfig
 from xlm_hf.modeling.configuration_mlm import MLMConfig
 from xlm_hf.modeling.modeling_mdlm import MDLMForMaskedDiffusionLM
 from xlm_hf.modeling.modeling_mlm import MLMForMaskedLM
 
 MASK, BOS, PAD = 2, 4, 0
-TINY = dict(vocab_size=27, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=48)
+TINY = dict(
+    vocab_size=27,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=48,
+)
 
 
 def make_model(family: str, scale: float = 0.5, **overrides):
@@ -63,8 +68,17 @@ def test_sampler_never_changes_prompt_or_unmasked_tokens(family_model, order):
     # a prompt with its own [MASK] (filled too) and a left-padded row
     ids = torch.tensor([[9, MASK, 11, 12], [0, 0, 13, 14]])
     mask = ids.ne(0).long()
-    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, num_steps=4, unmasking_order=order,
-                         temperature=1.0, seed=1, output_history=True, **unmask_kwargs(family))
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=6,
+        num_steps=4,
+        unmasking_order=order,
+        temperature=1.0,
+        seed=1,
+        output_history=True,
+        **unmask_kwargs(family),
+    )
     states = [torch.cat([ids, torch.full((2, 1), BOS), torch.full((2, 6), MASK)], 1), *out.history]
     for before, after in zip(states, states[1:]):
         changed = before.ne(after)
@@ -78,8 +92,14 @@ def test_sampler_never_changes_prompt_or_unmasked_tokens(family_model, order):
 
 def test_history_has_one_entry_per_step_and_each_step_commits_tokens(family_model):
     family, model = family_model
-    out = model.generate(input_ids=torch.tensor([[9, 10]]), max_new_tokens=8, num_steps=3, output_history=True,
-                         seed=0, **unmask_kwargs(family))
+    out = model.generate(
+        input_ids=torch.tensor([[9, 10]]),
+        max_new_tokens=8,
+        num_steps=3,
+        output_history=True,
+        seed=0,
+        **unmask_kwargs(family),
+    )
     assert len(out.history) == 3 == int(out.steps_taken[0])
     remaining = [int(state.eq(MASK).sum()) for state in out.history]
     # ceil(masked / steps_left): 8 -> 5 -> 2 -> 0
@@ -90,37 +110,68 @@ def test_threshold_rule_commits_at_least_one_token_per_step(family_model):
     family = family_model[0]
     model = make_model(family, scale=0.05)  # unsaturated probabilities: every uncertainty is well above 1e-9
     prompt = torch.tensor([[9, 10, 11]])
-    tiny = model.generate(input_ids=prompt, max_new_tokens=6, num_steps=6, threshold=1e-9, unmasking_order="top_prob",
-                          temperature=0.0, output_history=True, **unmask_kwargs(family))
+    tiny = model.generate(
+        input_ids=prompt,
+        max_new_tokens=6,
+        num_steps=6,
+        threshold=1e-9,
+        unmasking_order="top_prob",
+        temperature=0.0,
+        output_history=True,
+        **unmask_kwargs(family),
+    )
     counts = [int(s.eq(MASK).sum()) for s in tiny.history]
     assert counts == [5, 4, 3, 2, 1, 0]  # a threshold too small for anything still commits one token per step
-    large = model.generate(input_ids=prompt, max_new_tokens=6, num_steps=6, threshold=100.0, unmasking_order="entropy",
-                           temperature=0.0, output_history=True, **unmask_kwargs(family))
+    large = model.generate(
+        input_ids=prompt,
+        max_new_tokens=6,
+        num_steps=6,
+        threshold=100.0,
+        unmasking_order="entropy",
+        temperature=0.0,
+        output_history=True,
+        **unmask_kwargs(family),
+    )
     assert len(large.history) == 1  # every position fits under a large threshold: one step
 
 
 def test_threshold_takes_positions_while_cumulative_uncertainty_stays_below(family_model):
-    family, model = family_model
+    family = family_model[0]
+    model = make_model(family, scale=0.05)
     prompt = torch.tensor([[9, 10, 11]])
     # replay the first step: commit order and uncertainties from the model's probabilities
     canvas = torch.tensor([[9, 10, 11, BOS] + [MASK] * 6])
     if family == "mdlm":
-        sigma = model.noise_schedule.sigma(model.noise_schedule.t_from_mask_probability(torch.tensor([1.0])))
+        sigma = model.noise_schedule.sigma(
+            model.noise_schedule.t_from_mask_probability(torch.tensor([1.0])).clamp(0, 1)
+        )
         logits = model(input_ids=canvas, noise_level=sigma).logits[0, 4:]
     else:
         logits = model(input_ids=canvas).logits[0, 4:]
     logits[:, MASK] = float("-inf")
     uncertainty = 1 - logits.softmax(-1).max(-1).values
     ordered = uncertainty.sort().values
-    threshold = float(ordered[:3].sum().detach()) + 1e-6  # room for exactly 4 positions (3 before the 4th sum below it)
-    out = model.generate(input_ids=prompt, max_new_tokens=6, num_steps=6, threshold=threshold,
-                         unmasking_order="top_prob", temperature=0.0, output_history=True, **unmask_kwargs(family))
+    threshold = (
+        float(ordered[:3].sum().detach()) + 1e-6
+    )  # room for exactly 4 positions (3 before the 4th sum below it)
+    out = model.generate(
+        input_ids=prompt,
+        max_new_tokens=6,
+        num_steps=6,
+        threshold=threshold,
+        unmasking_order="top_prob",
+        temperature=0.0,
+        output_history=True,
+        **unmask_kwargs(family),
+    )
     assert int(out.history[0][0, 4:].ne(MASK).sum()) == 4
 
 
 def test_fixed_seed_gives_identical_samples_and_other_seeds_differ(family_model):
     family, model = family_model
-    kwargs = dict(input_ids=torch.tensor([[9, 10], [11, 12]]), max_new_tokens=10, num_steps=5, temperature=1.0)
+    kwargs = dict(
+        input_ids=torch.tensor([[9, 10], [11, 12]]), max_new_tokens=10, num_steps=5, temperature=1.0
+    )
     a = model.generate(**kwargs, seed=123).sequences
     b = model.generate(**kwargs, seed=123).sequences
     c = model.generate(**kwargs, generator=torch.Generator().manual_seed(123)).sequences
@@ -132,8 +183,12 @@ def test_fixed_seed_gives_identical_samples_and_other_seeds_differ(family_model)
 def test_greedy_generation_is_batch_and_padding_invariant(family_model, star_tokenizer):
     family, model = family_model
     prompts = ["3 4 5 6 7", "8 9"]
-    kwargs = dict(max_new_tokens=6, num_steps=6, temperature=0.0, unmasking_order="top_prob", **unmask_kwargs(family))
-    together = model.generate(**star_tokenizer(prompts, return_tensors="pt", padding=True), **kwargs).sequences
+    kwargs = dict(
+        max_new_tokens=6, num_steps=6, temperature=0.0, unmasking_order="top_prob", **unmask_kwargs(family)
+    )
+    together = model.generate(
+        **star_tokenizer(prompts, return_tensors="pt", padding=True), **kwargs
+    ).sequences
     for row, prompt in enumerate(prompts):
         alone = model.generate(**star_tokenizer([prompt], return_tensors="pt"), **kwargs).sequences
         assert together[row, -6:].tolist() == alone[0, -6:].tolist()
@@ -141,8 +196,15 @@ def test_greedy_generation_is_batch_and_padding_invariant(family_model, star_tok
 
 def test_semi_autoregressive_blocks_finish_left_to_right(family_model):
     family, model = family_model
-    out = model.generate(input_ids=torch.tensor([[9, 10]]), max_new_tokens=8, block_size=4, num_steps=4,
-                         output_history=True, seed=0, **unmask_kwargs(family))
+    out = model.generate(
+        input_ids=torch.tensor([[9, 10]]),
+        max_new_tokens=8,
+        block_size=4,
+        num_steps=4,
+        output_history=True,
+        seed=0,
+        **unmask_kwargs(family),
+    )
     slot_history = [state[0, 3:] for state in out.history]
     assert len(slot_history) == 4
     for state in slot_history[:2]:
@@ -175,16 +237,25 @@ def test_unconditional_generation(family_model):
 
 def test_top_k_one_and_temperature_zero_agree(family_model):
     family, model = family_model
-    kwargs = dict(input_ids=torch.tensor([[9, 10, 11]]), max_new_tokens=6, num_steps=6, seed=0,
-                  unmasking_order="top_prob", **unmask_kwargs(family))
-    assert torch.equal(model.generate(**kwargs, temperature=0.0).sequences,
-                       model.generate(**kwargs, temperature=1.0, top_k=1).sequences)
+    kwargs = dict(
+        input_ids=torch.tensor([[9, 10, 11]]),
+        max_new_tokens=6,
+        num_steps=6,
+        seed=0,
+        unmasking_order="top_prob",
+        **unmask_kwargs(family),
+    )
+    assert torch.equal(
+        model.generate(**kwargs, temperature=0.0).sequences,
+        model.generate(**kwargs, temperature=1.0, top_k=1).sequences,
+    )
 
 
 def test_suppressed_tokens_are_never_generated(family_model):
     family, model = family_model
-    out = model.generate(max_new_tokens=20, num_return_sequences=4, temperature=2.0, seed=0,
-                         suppress_tokens=list(range(0, 10)))
+    out = model.generate(
+        max_new_tokens=20, num_return_sequences=4, temperature=2.0, seed=0, suppress_tokens=list(range(0, 10))
+    )
     assert bool(out.sequences[:, 1:].ge(10).all())
 
 

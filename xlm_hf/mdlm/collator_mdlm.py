@@ -52,7 +52,9 @@ class _DiffusionMasking:
         self.schedule = build_noise_schedule(self.noise_schedule, sigma_max=self.sigma_max)
 
     def _sample_t(self, batch_size: int) -> torch.Tensor:
-        return sample_times(batch_size, antithetic=self.antithetic, eps=self.time_eps, generator=self.generator)
+        return sample_times(
+            batch_size, antithetic=self.antithetic, eps=self.time_eps, generator=self.generator
+        )
 
     def _mask_probability(self, t: torch.Tensor) -> torch.Tensor:
         return self.schedule.mask_probability(t)

@@ -30,7 +30,10 @@ class MDLMTrainer(XLMTrainer):
         logits = outputs.logits.float()
         masked_labels = labels.masked_fill(input_ids.ne(config.mask_token_id), -100)
         token_loss = nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), masked_labels.reshape(-1), ignore_index=-100, reduction="none"
+            logits.reshape(-1, logits.shape[-1]),
+            masked_labels.reshape(-1),
+            ignore_index=-100,
+            reduction="none",
         ).view_as(labels)
         weight = rate / torch.expm1(sigma)  # sigma'(t) / (e^sigma(t) - 1)
         loss_sum = (token_loss * weight[:, None]).sum()
@@ -54,7 +57,9 @@ class MDLMTrainer(XLMTrainer):
     def predict_targets(self, model, batch: dict[str, Any]) -> torch.Tensor:
         """Generates `block_size` tokens after `prompt [BOS]` (or fills an infilling batch's masks) with the
         generation settings of the experiment; laid out like `batch["target_ids"]`."""
-        return masked_predict_targets(model, batch, self.generation_kwargs)
+        predictions, output = masked_predict_targets(model, batch, self.generation_kwargs)
+        self.last_model_calls = int(output.model_calls.sum())  # read by scripts/bench.py
+        return predictions
 
 
 __all__ = ["MDLMTrainer"]

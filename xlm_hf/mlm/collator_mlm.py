@@ -64,12 +64,19 @@ class _MaskingCollator:
         """Where `labels` holds the clean id: for the MLM loss, the masked positions."""
         return masked
 
-    def _noise(self, clean: torch.Tensor, attention_mask: torch.Tensor, maskable: torch.Tensor) -> dict[str, Any]:
+    def _noise(
+        self, clean: torch.Tensor, attention_mask: torch.Tensor, maskable: torch.Tensor
+    ) -> dict[str, Any]:
         t = self._sample_t(clean.shape[0])
         mask_id = require_token_id(self.tokenizer, "mask_token")
         input_ids, masked = mask_tokens(clean, maskable, self._mask_probability(t), mask_id, self.generator)
         labels = clean.masked_fill(~self._label_positions(masked, maskable), -100)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **self._time_fields(t)}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            **self._time_fields(t),
+        }
 
 
 @dataclass
@@ -142,7 +149,9 @@ class MLMCollatorForSeq2Seq(_MaskingCollator):
             n = len(prefix)
             clean[row, :n] = prefix
             clean[row, n : n + self.block_size] = slots[row]
-            visible = torch.ones(self.block_size, dtype=torch.long) if self.loss_on_padding else slot_real[row]
+            visible = (
+                torch.ones(self.block_size, dtype=torch.long) if self.loss_on_padding else slot_real[row]
+            )
             attention_mask[row, :n] = 1
             attention_mask[row, n : n + self.block_size] = visible
             maskable[row, n : n + self.block_size] = visible.bool()
@@ -165,7 +174,9 @@ class MLMCollatorForSeq2SeqPrediction:
         eos = require_token_id(self.tokenizer, "eos_token")
         head = [require_token_id(self.tokenizer, "bos_token")] if self.add_bos else []
         _check_prompt_fits(examples, self.input_block_size, len(head), "input_block_size")
-        input_ids, attention_mask = pad_left([[*ex["prompt_ids"], *head] for ex in examples], self.input_block_size, pad)
+        input_ids, attention_mask = pad_left(
+            [[*ex["prompt_ids"], *head] for ex in examples], self.input_block_size, pad
+        )
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
         if any(ex.get("target_ids") for ex in examples):
             for ex in examples:
@@ -173,7 +184,9 @@ class MLMCollatorForSeq2SeqPrediction:
                     raise ValueError(
                         f"A target of {len(ex['target_ids'])} tokens (+[EOS]) does not fit block_size={self.block_size}."
                     )
-            batch["target_ids"], _ = pad_right([[*ex["target_ids"], eos] for ex in examples], self.block_size, pad)
+            batch["target_ids"], _ = pad_right(
+                [[*ex["target_ids"], eos] for ex in examples], self.block_size, pad
+            )
         return batch
 
 
@@ -211,7 +224,12 @@ class MLMCollatorForInfillPrediction:
         _check_infill_examples(examples, self.block_size)
         input_ids, attention_mask = pad_left([ex["prompt_ids"] for ex in examples], self.block_size, pad)
         target_ids, _ = pad_left([ex["target_ids"] for ex in examples], self.block_size, pad)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "target_ids": target_ids, "infill": True}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "target_ids": target_ids,
+            "infill": True,
+        }
 
 
 def _check_infill_examples(examples: list[dict[str, Any]], width: int) -> None:
@@ -222,7 +240,9 @@ def _check_infill_examples(examples: list[dict[str, Any]], width: int) -> None:
                 f"{len(example['prompt_ids'])} and {len(example['target_ids'])} tokens."
             )
         if len(example["prompt_ids"]) > width:
-            raise ValueError(f"An infilling example of {len(example['prompt_ids'])} tokens exceeds block_size={width}.")
+            raise ValueError(
+                f"An infilling example of {len(example['prompt_ids'])} tokens exceeds block_size={width}."
+            )
 
 
 @dataclass

@@ -8,8 +8,11 @@ from torch import nn
 from ..trainer import XLMTrainer
 
 
-def masked_predict_targets(model, batch: dict[str, Any], generation_kwargs: dict[str, Any]) -> torch.Tensor:
-    """Generation for a prediction batch of a masked family, laid out like `batch["target_ids"]`.
+def masked_predict_targets(
+    model, batch: dict[str, Any], generation_kwargs: dict[str, Any]
+) -> tuple[torch.Tensor, Any]:
+    """Generation for a prediction batch of a masked family, laid out like `batch["target_ids"]`; returns the
+    predictions and the full generation output (steps and model calls per row).
 
     - seq2seq batches (`prompt [BOS]` left-padded): `block_size` masks after the prompt; the last `block_size`
       columns of the canvas are the prediction;
@@ -23,10 +26,14 @@ def masked_predict_targets(model, batch: dict[str, Any], generation_kwargs: dict
     kwargs["output_history"] = False
     if batch.get("unconditional"):
         rows = batch["target_ids"].shape[0]
-        output = model.generate(input_ids=None, **{**kwargs, "num_return_sequences": rows, "max_new_tokens": target_width})
+        output = model.generate(
+            input_ids=None, **{**kwargs, "num_return_sequences": rows, "max_new_tokens": target_width}
+        )
     elif batch.get("infill"):
         output = model.generate(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **{**kwargs, "max_new_tokens": 0}
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            **{**kwargs, "max_new_tokens": 0},
         )
     else:
         output = model.generate(
@@ -35,7 +42,12 @@ def masked_predict_targets(model, batch: dict[str, Any], generation_kwargs: dict
             **{**kwargs, "max_new_tokens": target_width},
         )
     sequences = output.sequences
-    return sequences[:, -target_width:]
+    if sequences.shape[1] < target_width:  # infilling rows that were all left padding: pad back to the layout
+        pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+        padded = sequences.new_full((sequences.shape[0], target_width), pad)
+        padded[:, target_width - sequences.shape[1] :] = sequences
+        sequences = padded
+    return sequences[:, -target_width:], output
 
 
 class MLMTrainer(XLMTrainer):
@@ -56,7 +68,9 @@ class MLMTrainer(XLMTrainer):
     def predict_targets(self, model, batch: dict[str, Any]) -> torch.Tensor:
         """Fills `block_size` masks after `prompt [BOS]` (or a batch's infilling masks); see
         `masked_predict_targets`."""
-        return masked_predict_targets(model, batch, self.generation_kwargs)
+        predictions, output = masked_predict_targets(model, batch, self.generation_kwargs)
+        self.last_model_calls = int(output.model_calls.sum())  # read by scripts/bench.py
+        return predictions
 
 
 __all__ = ["MLMTrainer", "masked_predict_targets"]

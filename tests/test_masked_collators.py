@@ -1,0 +1,210 @@
+"""MLM and MDLM collators: layouts, where masks may fall, labels, time fields."""
+
+import math
+
+import pytest
+import torch
+from xlm_hf.modeling.noise_schedules import LogLinearNoiseSchedule
+
+from xlm_hf.mdlm.collator_mdlm import (
+    MDLMCollatorForInfill,
+    MDLMCollatorForLM,
+    MDLMCollatorForSeq2Seq,
+    MDLMCollatorForSeq2SeqPrediction,
+)
+from xlm_hf.mlm.collator_mlm import (
+    MLMCollatorForInfill,
+    MLMCollatorForInfillPrediction,
+    MLMCollatorForLM,
+    MLMCollatorForSeq2Seq,
+    MLMCollatorForSeq2SeqPrediction,
+    MLMCollatorForUnconditionalPrediction,
+)
+
+PAD, MASK, EOS, BOS = 0, 2, 3, 4
+
+
+def seq2seq_examples(n=64, seed=0):
+    rng = torch.Generator().manual_seed(seed)
+    examples = []
+    for _ in range(n):
+        p = int(torch.randint(1, 8, (1,), generator=rng))
+        q = int(torch.randint(1, 6, (1,), generator=rng))
+        examples.append(
+            {
+                "prompt_ids": torch.randint(7, 27, (p,), generator=rng).tolist(),
+                "target_ids": torch.randint(7, 27, (q,), generator=rng).tolist(),
+            }
+        )
+    return examples
+
+
+@pytest.mark.parametrize("collator_class", [MLMCollatorForSeq2Seq, MDLMCollatorForSeq2Seq])
+@pytest.mark.parametrize("loss_on_padding", [True, False])
+def test_seq2seq_masks_fall_only_inside_the_target_slot(star_tokenizer, collator_class, loss_on_padding):
+    examples = seq2seq_examples()
+    collator = collator_class(
+        tokenizer=star_tokenizer, input_block_size=9, block_size=7, loss_on_padding=loss_on_padding, seed=0
+    )
+    batch = collator(examples)
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    assert ids.shape == (64, 16)
+    assert labels.shape == ids.shape
+    for row, example in enumerate(examples):
+        n = len(example["prompt_ids"])
+        slot = [*example["target_ids"], EOS] + [PAD] * (7 - len(example["target_ids"]) - 1)
+        # prompt and [BOS] are never masked; after the slot nothing is visible
+        assert ids[row, :n].tolist() == example["prompt_ids"] and ids[row, n] == BOS
+        assert bool(ids[row, n + 8 :].eq(PAD).all()) and bool(mask[row, n + 8 :].eq(0).all())
+        masked = ids[row].eq(MASK)
+        assert not bool(masked[: n + 1].any()) and not bool(masked[n + 8 :].any())
+        # masked positions hold the clean slot token in labels
+        clean = torch.tensor(slot)
+        slot_masked = masked[n + 1 : n + 8]
+        assert torch.equal(labels[row, n + 1 : n + 8][slot_masked], clean[slot_masked])
+        visible_slot = torch.ones(7, dtype=torch.bool) if loss_on_padding else clean.ne(PAD)
+        assert mask[row, n + 1 : n + 8].bool().tolist() == visible_slot.tolist()
+        if not loss_on_padding:
+            assert not bool(slot_masked[clean.eq(PAD)].any()), (
+                "padding is never masked without loss_on_padding"
+            )
+        assert torch.equal(ids[row, n + 1 : n + 8][~slot_masked], clean[~slot_masked])
+    assert bool(ids.eq(MASK).any())
+
+
+def test_mlm_labels_are_exactly_the_masked_positions(star_tokenizer):
+    batch = MLMCollatorForSeq2Seq(tokenizer=star_tokenizer, input_block_size=9, block_size=7, seed=1)(
+        seq2seq_examples()
+    )
+    assert torch.equal(batch["labels"].ne(-100), batch["input_ids"].eq(MASK))
+    assert batch["t"].shape == (64,)
+
+
+def test_mlm_masking_rate_follows_t(star_tokenizer):
+    collator = MLMCollatorForLM(tokenizer=star_tokenizer, block_size=64, seed=0)
+    batch = collator([{"input_ids": list(range(7, 27)) * 3}] * 256)
+    rate = batch["input_ids"].eq(MASK).float().mean(-1)
+    # each row is masked at its own rate t: the per-row fraction tracks t
+    assert float((rate - batch["t"]).abs().mean()) < 0.06
+    assert float(torch.corrcoef(torch.stack([rate, batch["t"]]))[0, 1]) > 0.95
+
+
+def test_lm_layout_bos_eos_truncation_and_padding(star_tokenizer):
+    collator = MLMCollatorForLM(
+        tokenizer=star_tokenizer, block_size=6, add_bos=True, loss_on_padding=False, seed=0
+    )
+    batch = collator([{"input_ids": [7, 8]}, {"input_ids": list(range(7, 17))}])
+    clean = torch.where(batch["labels"].ne(-100), batch["labels"], batch["input_ids"])
+    assert clean[0].tolist() == [BOS, 7, 8, EOS, PAD, PAD]
+    assert clean[1].tolist() == [BOS, 7, 8, 9, 10, EOS]
+    assert batch["attention_mask"][0].tolist() == [1, 1, 1, 1, 0, 0]
+    assert not bool(batch["input_ids"][:, 0].eq(MASK).any())  # [BOS] is never masked
+    assert not bool(batch["input_ids"][0, 4:].eq(MASK).any())
+
+
+def test_seq2seq_prediction_layout(star_tokenizer):
+    batch = MLMCollatorForSeq2SeqPrediction(tokenizer=star_tokenizer, input_block_size=6, block_size=5)(
+        [
+            {"prompt_ids": [7, 8, 9], "target_ids": [10, 11]},
+            {"prompt_ids": [12], "target_ids": [13, 14, 15, 16]},
+        ]
+    )
+    assert batch["input_ids"].tolist() == [[PAD, PAD, 7, 8, 9, BOS], [PAD, PAD, PAD, PAD, 12, BOS]]
+    assert batch["attention_mask"].tolist() == [[0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1]]
+    assert batch["target_ids"].tolist() == [[10, 11, EOS, PAD, PAD], [13, 14, 15, 16, EOS]]
+    same = MDLMCollatorForSeq2SeqPrediction(tokenizer=star_tokenizer, input_block_size=6, block_size=5)(
+        [{"prompt_ids": [7, 8, 9], "target_ids": [10, 11]}]
+    )
+    assert same["input_ids"][0].tolist() == batch["input_ids"][0].tolist()
+    with pytest.raises(ValueError, match="does not fit block_size"):
+        MLMCollatorForSeq2SeqPrediction(tokenizer=star_tokenizer, input_block_size=6, block_size=3)(
+            [{"prompt_ids": [7], "target_ids": [10, 11, 12]}]
+        )
+    with pytest.raises(ValueError, match="input_block_size"):
+        MLMCollatorForSeq2SeqPrediction(tokenizer=star_tokenizer, input_block_size=2, block_size=5)(
+            [{"prompt_ids": [7, 8], "target_ids": [10]}]
+        )
+
+
+@pytest.mark.parametrize("collator_class", [MLMCollatorForInfill, MDLMCollatorForInfill])
+def test_infill_masks_only_where_the_prompt_has_masks(star_tokenizer, collator_class):
+    solution = list(range(7, 19))
+    holes = [i % 3 == 0 for i in range(12)]
+    prompt = [MASK if h else tok for tok, h in zip(solution, holes)]
+    batch = collator_class(tokenizer=star_tokenizer, block_size=14, seed=0)(
+        [{"prompt_ids": prompt, "target_ids": solution}] * 50
+    )
+    masked = batch["input_ids"].eq(MASK)
+    allowed = torch.tensor(holes + [False, False])
+    assert not bool(masked[:, ~allowed].any())
+    assert bool(masked.any())
+    assert (
+        batch["input_ids"][:, :12][~masked[:, :12]].tolist()
+        == torch.tensor([solution] * 50)[~masked[:, :12]].tolist()
+    )
+    assert batch["attention_mask"][0].tolist() == [1] * 12 + [0, 0]
+
+
+def test_infill_and_unconditional_prediction_batches(star_tokenizer):
+    batch = MLMCollatorForInfillPrediction(tokenizer=star_tokenizer, block_size=5)(
+        [{"prompt_ids": [7, MASK, 9], "target_ids": [7, 8, 9]}]
+    )
+    assert batch["input_ids"].tolist() == [[PAD, PAD, 7, MASK, 9]]
+    assert batch["target_ids"].tolist() == [[PAD, PAD, 7, 8, 9]]
+    assert batch["infill"] is True
+    with pytest.raises(ValueError, match="same length"):
+        MLMCollatorForInfillPrediction(tokenizer=star_tokenizer, block_size=5)(
+            [{"prompt_ids": [7], "target_ids": [7, 8]}]
+        )
+    unconditional = MLMCollatorForUnconditionalPrediction(tokenizer=star_tokenizer, block_size=4)(
+        [{"prompt_ids": [7], "target_ids": [8, 9]}] * 3
+    )
+    assert unconditional["input_ids"].shape == (3, 0)
+    assert unconditional["target_ids"][0].tolist() == [8, 9, EOS, PAD]
+
+
+def test_mdlm_batches_carry_time_sigma_and_rate_and_mask_with_probability_a_t(star_tokenizer):
+    collator = MDLMCollatorForLM(tokenizer=star_tokenizer, block_size=80, seed=0, sigma_max=10.0)
+    batch = collator([{"input_ids": list(range(7, 27)) * 4}] * 256)
+    t, sigma, rate = batch["t"], batch["total_noise"], batch["noise_rate"]
+    schedule = LogLinearNoiseSchedule(10.0)
+    assert t.shape == sigma.shape == rate.shape == (256,)
+    assert float(t.min()) >= 1e-3
+    torch.testing.assert_close(sigma, schedule.sigma(t))
+    torch.testing.assert_close(rate, schedule.rate(t))
+    fraction = batch["input_ids"].eq(MASK).float().mean(-1)
+    assert float((fraction - schedule.mask_probability(t)).abs().mean()) < 0.06
+
+
+def test_mdlm_antithetic_times_are_spread(star_tokenizer):
+    collator = MDLMCollatorForSeq2Seq(
+        tokenizer=star_tokenizer, input_block_size=9, block_size=7, antithetic=True, time_eps=0.0, seed=0
+    )
+    t = collator(seq2seq_examples(n=16))["t"]
+    assert sorted((t * 16).floor().long().tolist()) == list(range(16))
+
+
+def test_mdlm_loss_normalization_decides_the_labels(star_tokenizer):
+    examples = seq2seq_examples()
+    elbo = MDLMCollatorForSeq2Seq(tokenizer=star_tokenizer, input_block_size=9, block_size=7, seed=0)(
+        examples
+    )
+    masked_mean = MDLMCollatorForSeq2Seq(
+        tokenizer=star_tokenizer, input_block_size=9, block_size=7, seed=0, loss_normalization="masked_mean"
+    )(examples)
+    assert torch.equal(elbo["input_ids"], masked_mean["input_ids"])  # same noise, different labels
+    # elbo: every maskable (slot) position is labelled; masked_mean: only the masked ones
+    assert torch.equal(elbo["labels"].ne(-100).sum(-1), torch.full((64,), 7))
+    assert torch.equal(masked_mean["labels"].ne(-100), masked_mean["input_ids"].eq(MASK))
+    with pytest.raises(ValueError, match="loss_normalization"):
+        MDLMCollatorForSeq2Seq(
+            tokenizer=star_tokenizer, input_block_size=9, block_size=7, loss_normalization="x"
+        )
+
+
+def test_seeded_collators_are_reproducible(star_tokenizer):
+    examples = seq2seq_examples()
+    a = MDLMCollatorForSeq2Seq(tokenizer=star_tokenizer, input_block_size=9, block_size=7, seed=5)(examples)
+    b = MDLMCollatorForSeq2Seq(tokenizer=star_tokenizer, input_block_size=9, block_size=7, seed=5)(examples)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert math.isfinite(float(a["noise_rate"].max()))
