@@ -87,17 +87,7 @@ def main() -> int:
     tokenizer = get_task(data_args.task).build_tokenizer()
     model_options = dict(experiment.get("model", {}))
     model_options.setdefault("max_position_embeddings", input_block_size + block_size)
-    config = family.config_class(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        mask_token_id=tokenizer.mask_token_id,
-        cls_token_id=tokenizer.cls_token_id,
-        sep_token_id=tokenizer.sep_token_id,
-        **model_options,
-    )
-    model = family.model_class(config)
+    model = family.build_model(tokenizer, **model_options)
     splits = load_task(data_args.task, data_args.cache_dir)
     train_split = tokenize_seq2seq(splits["train"].select(range(4096)), tokenizer)
     collator = family.collators["seq2seq"](

@@ -14,16 +14,6 @@ from test_pipelines import export_tiny
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "finetune.py"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run far faster on one thread (and the test machine is shared); restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the isolated subprocesses
-        yield
-    torch.set_num_threads(previous)
-
 
 def load_script():
     spec = importlib.util.spec_from_file_location("xlm_finetune_script", SCRIPT)

@@ -19,16 +19,6 @@ PAPERS = {
 PROMPT, TARGET = "1 2 3 4 5 6", "7 8 9 10"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run far faster on one thread (and the test machine is shared); restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the isolated subprocesses
-        yield
-    torch.set_num_threads(previous)
-
 
 RESULTS = {
     "task": "star_easy",

@@ -11,23 +11,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants
 
 from xlm_hf.cli import main
 
 REPO_ID = "my-org/tiny-arlm"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run far faster on one thread (and the test machine is shared); restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the isolated subprocesses
-        yield
-    torch.set_num_threads(previous)
 
 
 TINY = [

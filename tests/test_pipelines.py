@@ -12,16 +12,6 @@ FAMILIES = ("arlm", "mlm", "mdlm", "ilm")
 SPECIAL_IDS = [0, 1, 2, 3, 4, 5, 6]  # [PAD] [CLS] [MASK] [EOS] [BOS] [SEP] [UNK] of the number tokenizer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run far faster on one thread (and the test machine is shared); restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the isolated subprocesses
-        yield
-    torch.set_num_threads(previous)
-
 
 def export_tiny(family_name: str, folder: Path, experiment: dict | None = None, seed: int = 0) -> Path:
     """A tiny, untrained model of the family exported as `xlm-hf train` exports it."""
@@ -31,22 +21,10 @@ def export_tiny(family_name: str, folder: Path, experiment: dict | None = None, 
 
     family = get_family(family_name)
     tokenizer = build_number_tokenizer(20, model_max_length=48)
-    config = family.config_class(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        mask_token_id=tokenizer.mask_token_id,
-        cls_token_id=tokenizer.cls_token_id,
-        sep_token_id=tokenizer.sep_token_id,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=48,
-    )
     torch.manual_seed(seed)
-    model = family.model_class(config)
+    model = family.build_model(
+        tokenizer, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_position_embeddings=48
+    )
     return export_model(model, tokenizer, folder, family, experiment=experiment or {"family": family_name})
 
 

@@ -39,6 +39,15 @@ class Family:
     paper: str = ""
     extra_auto_classes: list = field(default_factory=list)  # e.g. [AutoModelForCausalLM] to register locally
 
+    def build_model(self, tokenizer, **config_options) -> PreTrainedModel:
+        """A freshly initialised model of this family sized for `tokenizer` (its vocabulary and special ids)."""
+        special_ids = {
+            f"{name}_token_id": getattr(tokenizer, f"{name}_token_id", None)
+            for name in ("pad", "bos", "eos", "mask", "cls", "sep")
+        }
+        config = self.config_class(vocab_size=len(tokenizer), **special_ids, **config_options)
+        return self.model_class(config)
+
     def __post_init__(self):
         missing = [kind for kind in COLLATOR_KINDS if kind not in self.collators]
         if missing:

@@ -134,17 +134,7 @@ def train(experiment: dict[str, Any]) -> dict[str, Any]:
     tokenizer = task.build_tokenizer()
     model_options = dict(experiment.get("model", {}))
     model_options.setdefault("max_position_embeddings", input_block_size + block_size)
-    config = family.config_class(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        mask_token_id=tokenizer.mask_token_id,
-        cls_token_id=tokenizer.cls_token_id,
-        sep_token_id=tokenizer.sep_token_id,
-        **model_options,
-    )
-    model = family.model_class(config)
+    model = family.build_model(tokenizer, **model_options)
     generation = dict(experiment.get("generation", {}))
     generation.setdefault("max_new_tokens", block_size)
     model.generation_config.update(**generation)
