@@ -17,10 +17,8 @@ xlm-hf eval "$OUT" --task star_easy --split test | tail -n 1
 echo "== the exported folder"
 ls "$OUT"
 echo "== a sample (prompt from the test split; the target is the path as edges)"
-PROMPT=$(python -c "
-from xlm_hf.tasks import load_task
-row = load_task('star_easy')['test'][0]
-print(row['prompt'])
-")
+PROMPT=$(python -c "from xlm_hf.tasks import load_task; print(load_task('star_easy')['test'][0]['prompt'])")
+TARGET=$(python -c "from xlm_hf.tasks import load_task; print(load_task('star_easy')['test'][0]['target'])")
 echo "prompt:    $PROMPT"
+echo "target:    $TARGET"
 echo "generated: $(xlm-hf generate "$OUT" --prompt "$PROMPT")"
