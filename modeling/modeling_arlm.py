@@ -106,18 +106,22 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
         return super().generate(input_ids, attention_mask=attention_mask, **kwargs)
 
 
-def causal_lm_loss(
-    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
-) -> torch.Tensor:
-    """Next-token cross-entropy; mean over target tokens, or sum / `num_items_in_batch` when that is given."""
+def causal_lm_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed next-token cross-entropy over the targets (`labels[:, 1:] != -100`) and how many there are."""
     shift_logits = logits[:, :-1, :].float()
     shift_labels = labels[:, 1:].to(logits.device)
     loss_sum = nn.functional.cross_entropy(
         shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100, reduction="sum"
     )
-    if num_items_in_batch is None:
-        num_items_in_batch = shift_labels.ne(-100).sum().clamp(min=1)
-    return loss_sum / num_items_in_batch
+    return loss_sum, shift_labels.ne(-100).sum()
+
+
+def causal_lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
+) -> torch.Tensor:
+    """Next-token cross-entropy; mean over target tokens, or sum / `num_items_in_batch` when that is given."""
+    loss_sum, count = causal_lm_loss_sum(logits, labels)
+    return loss_sum / (num_items_in_batch if num_items_in_batch is not None else count.clamp(min=1))
 
 
 def add_bos_to_prompts(

@@ -36,7 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("experiment", help="a built-in experiment name (e.g. star_easy_arlm) or a YAML path")
     train.add_argument("overrides", nargs="*", help="dotted overrides such as training.max_steps=200")
     train.add_argument("--debug", choices=["overfit", "small_data"], default=None)
-    train.add_argument("--list", action="store_true", help=argparse.SUPPRESS)
 
     ev = sub.add_parser("eval", help="run a saved model's eval tasks; prints the metrics as JSON on the last line")
     ev.add_argument("model", help="a model folder or a Hub id")

@@ -3,8 +3,8 @@
 from typing import Any
 
 import torch
-from torch import nn
 
+from ..modeling.modeling_arlm import causal_lm_loss_sum
 from ..trainer import XLMTrainer
 
 
@@ -18,12 +18,8 @@ class ARLMTrainer(XLMTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
-        logits = outputs.logits[:, :-1, :].float()
-        targets = labels[:, 1:]
-        loss_sum = nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
-        )
-        loss = self.normalize_loss(loss_sum, targets.ne(-100).sum(), num_items_in_batch)
+        loss_sum, count = causal_lm_loss_sum(outputs.logits, labels)
+        loss = self.normalize_loss(loss_sum, count, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
 
     def predict_targets(self, model, batch: dict[str, Any]) -> torch.Tensor:
