@@ -271,6 +271,11 @@ class XLMTransformer(nn.Module):
         self.is_causal = is_causal
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.rotary_emb = XLMRotaryEmbedding(config)
+        self.embed_positions = (
+            nn.Embedding(config.max_position_embeddings, config.hidden_size)
+            if config.absolute_position_embeddings
+            else None
+        )
         self.time_embedding = XLMTimestepEmbedding(config) if config.time_conditioning else None
         self.layers = nn.ModuleList(
             [XLMBlock(config, layer_idx, is_causal) for layer_idx in range(config.num_hidden_layers)]
@@ -317,6 +322,8 @@ class XLMTransformer(nn.Module):
             )
 
         hidden_states = self.embed_tokens(input_ids)
+        if self.embed_positions is not None:
+            hidden_states = hidden_states + self.embed_positions(position_ids)
         time_embedding = None
         if self.time_embedding is not None:
             if noise_level is None:

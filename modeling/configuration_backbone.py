@@ -23,6 +23,10 @@ class XLMBackboneConfig(PreTrainedConfig):
         rotary_dim (`int`, *optional*): Number of dimensions of each head that get rotary embeddings. Any even
             number up to the head size; defaults to the whole head.
         rope_theta (`float`): Base of the rotary frequencies.
+        absolute_position_embeddings (`bool`): Whether learned absolute position embeddings (GPT-2 style) are
+            added to the token embeddings, on top of rotary attention. Rotary scores see only relative offsets, and
+            their fastest frequency (1 radian per position) cannot express "even or odd position"; tasks whose
+            prompt is a list of pairs (the star graphs' edge lists) need that, and learn it far faster this way.
         attention_dropout (`float`): Dropout on attention probabilities during training.
         hidden_dropout (`float`): Dropout on the outputs of attention and MLP before the residual add.
         layer_norm_eps (`float`): Epsilon of every LayerNorm.
@@ -48,6 +52,7 @@ class XLMBackboneConfig(PreTrainedConfig):
         max_position_embeddings: int = 128,
         rotary_dim: int | None = None,
         rope_theta: float = 10000.0,
+        absolute_position_embeddings: bool = False,
         attention_dropout: float = 0.0,
         hidden_dropout: float = 0.0,
         layer_norm_eps: float = 1e-5,
@@ -96,6 +101,7 @@ class XLMBackboneConfig(PreTrainedConfig):
         self.max_position_embeddings = max_position_embeddings
         self.rotary_dim = rotary_dim
         self.rope_theta = rope_theta
+        self.absolute_position_embeddings = absolute_position_embeddings
         self.attention_dropout = attention_dropout
         self.hidden_dropout = hidden_dropout
         self.layer_norm_eps = layer_norm_eps

@@ -25,6 +25,11 @@ class ILMConfig(XLMBackboneConfig):
         stopping_class_weight (`float`, *optional*):
             For the binary head, weights `[w, 1 - w]` of the classes "complete" and "continue" in the stopping
             loss (the original uses 0.9 on OpenWebText); `None` weighs both classes 1.
+        gap_head_right_neighbor (`bool`):
+            Whether the token head scores the gap after position i from the states on both of its sides,
+            `h_i + W h_{i+1}`, instead of `h_i` alone (the original). What belongs in a gap depends on both
+            neighbours; with the right one given to the head directly, the network does not have to spend a layer
+            copying it into `h_i` first.
 
     Example:
 
@@ -43,6 +48,7 @@ class ILMConfig(XLMBackboneConfig):
         stopping_dropout: float | None = None,
         stopping_loss_weight: float = 1.0,
         stopping_class_weight: float | None = None,
+        gap_head_right_neighbor: bool = False,
         final_layer_norm: bool = False,
         **kwargs,
     ):
@@ -65,6 +71,7 @@ class ILMConfig(XLMBackboneConfig):
         self.stopping_dropout = self.hidden_dropout if stopping_dropout is None else stopping_dropout
         self.stopping_loss_weight = stopping_loss_weight
         self.stopping_class_weight = stopping_class_weight
+        self.gap_head_right_neighbor = gap_head_right_neighbor
 
     @property
     def num_stopping_classes(self) -> int:

@@ -74,12 +74,15 @@ class ILMModelForInsertionLM(XLMPreTrainedModel, ILMGenerationMixin):
     config_class = ILMConfig
     generation_config_class = ILMGenerationConfig
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-    peft_modules_to_save = ["lm_head", "stopping_head"]
+    peft_modules_to_save = ["lm_head", "right_neighbor_proj", "stopping_head"]
 
     def __init__(self, config: ILMConfig):
         super().__init__(config)
         self.model = XLMTransformer(config, is_causal=False)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.right_neighbor_proj = (
+            nn.Linear(config.hidden_size, config.hidden_size, bias=False) if config.gap_head_right_neighbor else None
+        )
         self.stopping_head = ILMStoppingHead(config)
         self.post_init()
 
@@ -134,7 +137,14 @@ class ILMModelForInsertionLM(XLMPreTrainedModel, ILMGenerationMixin):
             output_hidden_states=bool(output_hidden_states),
             output_attentions=bool(output_attentions),
         )
-        logits = self.lm_head(hidden_states)
+        gap_states = hidden_states
+        if self.right_neighbor_proj is not None:
+            # The gap after i lies between i and i + 1. Real tokens are contiguous in a row (padding only on the
+            # sides), so the right neighbour is the next column; the last real token's gap has none (zeros).
+            right_neighbor = torch.zeros_like(hidden_states)
+            right_neighbor[:, :-1] = hidden_states[:, 1:] * attention_mask[:, 1:, None].to(hidden_states.dtype)
+            gap_states = hidden_states + self.right_neighbor_proj(right_neighbor)
+        logits = self.lm_head(gap_states)
         if cls_position is None:
             cls_position = first_real_position(attention_mask)
         cls_position = cls_position.to(hidden_states.device).long().reshape(-1)

@@ -265,7 +265,9 @@ def main(argv: list[str] | None = None) -> dict:
             targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
         )
         if model_args.lora_modules_to_save is None:
-            modules_to_save = list(getattr(model, "peft_modules_to_save", None) or [])
+            # The class lists every head it can have; save those this checkpoint was built with.
+            present = {name for name, _ in model.named_modules()}
+            modules_to_save = [m for m in getattr(model, "peft_modules_to_save", None) or [] if m in present]
         elif model_args.lora_modules_to_save.strip().lower() == "none":
             modules_to_save = []
         else:

@@ -17,6 +17,37 @@ class TestILMContract(ModelContract):
         return model(**inputs).stopping_logits.float().logsumexp(-1).mean()
 
 
+class TestILMStarRecipeContract(TestILMContract):
+    """The star_easy recipe adds learned absolute positions and the two-sided gap head; the whole contract (left
+    padding, export without xlm_hf, every parameter trained) must hold for it too."""
+
+    config_overrides = {"absolute_position_embeddings": True, "gap_head_right_neighbor": True}
+
+
+def test_two_sided_gap_head_ignores_padding_on_the_right():
+    """The last real token has no right neighbour: right padding must not leak into its gap's scores."""
+    model = tiny_ilm(gap_head_right_neighbor=True)
+    ids = torch.tensor([[1, 9, 12, 4, 15, 8]])
+    alone = model(input_ids=ids).logits
+    padded_ids = torch.cat([ids, torch.tensor([[11, 11]])], dim=1)
+    padded_mask = torch.tensor([[1] * 6 + [0, 0]])
+    padded = model(input_ids=padded_ids, attention_mask=padded_mask).logits[:, :6]
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
+    # and the right neighbour does enter the score: without it the head gives other logits
+    model.right_neighbor_proj.weight.data.zero_()
+    assert not torch.allclose(model(input_ids=ids).logits[:, :-1], alone[:, :-1], atol=1e-4)
+
+
+def test_absolute_positions_tell_equal_tokens_apart_by_position():
+    """Without attention to distinguish them (a sequence of one repeated token), rotary alone gives every
+    position the same state; absolute positions must not."""
+    ids = torch.full((1, 6), 9)
+    rotary_only = tiny_ilm()(input_ids=ids).logits[0]
+    assert torch.allclose(rotary_only[0], rotary_only[-1], atol=1e-5)
+    with_positions = tiny_ilm(absolute_position_embeddings=True)(input_ids=ids).logits[0]
+    assert not torch.allclose(with_positions[0], with_positions[-1], atol=1e-3)
+
+
 def tiny_ilm(**overrides) -> ILMModelForInsertionLM:
     torch.manual_seed(0)
     options = dict(
@@ -52,8 +83,8 @@ def test_generation_mixin_is_ours_and_can_generate():
     assert not issubclass(ILMModelForInsertionLM, GenerationMixin)
     assert ILMModelForInsertionLM.can_generate()
     assert isinstance(ILMModelForInsertionLM._tied_weights_keys, dict)
-    assert set(ILMModelForInsertionLM.peft_modules_to_save) == {"lm_head", "stopping_head"}
-    named = dict(tiny_ilm().named_modules())
+    assert set(ILMModelForInsertionLM.peft_modules_to_save) == {"lm_head", "right_neighbor_proj", "stopping_head"}
+    named = dict(tiny_ilm(gap_head_right_neighbor=True).named_modules())
     assert all(name in named for name in ILMModelForInsertionLM.peft_modules_to_save)
 
 

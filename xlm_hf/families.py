@@ -46,7 +46,13 @@ class Family:
             for name in ("pad", "bos", "eos", "mask", "cls", "sep")
         }
         config = self.config_class(vocab_size=len(tokenizer), **special_ids, **config_options)
-        return self.model_class(config)
+        model = self.model_class(config)
+        # Unset ids in a generation config fall back to the model config's; stating them keeps Trainer from
+        # "aligning" them with the tokenizer (and warning that it did) on every run.
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            if getattr(model.generation_config, name, None) is None:
+                setattr(model.generation_config, name, getattr(config, name))
+        return model
 
     def __post_init__(self):
         missing = [kind for kind in COLLATOR_KINDS if kind not in self.collators]
