@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the built-in default: train a small model on star_easy (generated locally), evaluate it
+# The main job on the built-in default: train the ILM recipe on star_easy (generated locally), evaluate it
 # on the test split, export it as a Hub-ready folder and sample from it. Extra arguments are experiment
 # overrides (e.g. training.max_steps=300). Set XLM_HF_EXPERIMENT to run another experiment.
 set -euo pipefail
@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source .venv/bin/activate
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
-EXPERIMENT=${XLM_HF_EXPERIMENT:-star_easy_arlm}
+EXPERIMENT=${XLM_HF_EXPERIMENT:-star_easy_ilm}
 OUT=outputs/main_job/$EXPERIMENT
 
 xlm-hf prepare-data star_easy
@@ -22,3 +22,14 @@ TARGET=$(python -c "from xlm_hf.tasks import load_task; print(load_task('star_ea
 echo "prompt:    $PROMPT"
 echo "target:    $TARGET"
 echo "generated: $(xlm-hf generate "$OUT" --prompt "$PROMPT")"
+if [[ "$EXPERIMENT" == star_easy_ilm ]]; then
+    echo "== the export with only torch + transformers (xlm_hf blocked): generation and infilling"
+    python -c "
+import json
+from xlm_hf.tasks import load_task
+with open('outputs/main_job/test_examples.jsonl', 'w') as handle:
+    for example in load_task('star_easy')['test'].select(range(200)):
+        handle.write(json.dumps({'prompt': example['prompt'], 'target': example['target']}) + '\\n')
+"
+    python scripts/try_export.py "$OUT" "outputs/main_job/test_examples.jsonl"
+fi
