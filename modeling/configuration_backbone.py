@@ -25,8 +25,8 @@ class XLMBackboneConfig(PreTrainedConfig):
         rope_theta (`float`): Base of the rotary frequencies.
         absolute_position_embeddings (`bool`): Whether learned absolute position embeddings (GPT-2 style) are
             added to the token embeddings, on top of rotary attention. Rotary scores see only relative offsets, and
-            their fastest frequency (1 radian per position) cannot express "even or odd position"; tasks whose
-            prompt is a list of pairs (the star graphs' edge lists) need that, and learn it far faster this way.
+            their fastest frequency (1 radian per position) cannot express "even or odd position", which a prompt
+            made of pairs (the star graphs' edge lists) needs. The star recipes turn it on.
         attention_dropout (`float`): Dropout on attention probabilities during training.
         hidden_dropout (`float`): Dropout on the outputs of attention and MLP before the residual add.
         layer_norm_eps (`float`): Epsilon of every LayerNorm.

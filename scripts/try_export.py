@@ -35,6 +35,20 @@ def exact_match(generated: list[str], targets: list[str]) -> float:
     return sum(g.split() == t.split() for g, t in zip(generated, targets)) / len(targets)
 
 
+def generate_after_bos(model, tokenizer, rows: list[list[int]], batch_size: int) -> list[str]:
+    """Generates for token-id rows in batches; returns, per row, the text after its first `[BOS]` (what a plain
+    prompt comes back as: `[CLS] prompt [BOS] generated`)."""
+    texts = []
+    for start in range(0, len(rows), batch_size):
+        batch = tokenizer.pad({"input_ids": rows[start : start + batch_size]}, return_tensors="pt")
+        with torch.no_grad():
+            output = model.generate(**batch)
+        for row in output.sequences.tolist():
+            row = [t for t in row if t != tokenizer.pad_token_id]
+            texts.append(tokenizer.decode(row[row.index(tokenizer.bos_token_id) + 1 :]))
+    return texts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir")
@@ -54,20 +68,12 @@ def main() -> None:
     print(f"loaded {type(model).__name__} from {args.model_dir} without xlm_hf")
 
     prompts, targets = [e["prompt"] for e in examples], [e["target"] for e in examples]
-    generated = []
-    for start in range(0, len(prompts), args.batch_size):
-        batch = tokenizer(prompts[start : start + args.batch_size], return_tensors="pt", padding=True)
-        with torch.no_grad():
-            output = model.generate(**batch)
-        # Plain prompts come back as `[CLS] prompt [BOS] generated`: the new tokens follow the first [BOS].
-        for row in output.sequences.tolist():
-            row = [t for t in row if t != tokenizer.pad_token_id]
-            generated.append(tokenizer.decode(row[row.index(tokenizer.bos_token_id) + 1 :]))
+    generated = generate_after_bos(model, tokenizer, tokenizer(prompts)["input_ids"], args.batch_size)
     print(f"generation: exact match {exact_match(generated, targets):.4f} on {len(targets)} test examples")
 
-    # Infilling: hide about half of each target, one [MASK] per run of hidden tokens.
+    # Infilling: hide about half of each target, one [MASK] per run of hidden tokens, inside the laid-out row.
     rng = random.Random(0)
-    rows = []
+    rows, given = [], []
     for prompt, target in zip(prompts, targets):
         pieces, hidden_run = [], False
         for token in target.split():
@@ -78,25 +84,16 @@ def main() -> None:
             else:
                 pieces.append(token)
                 hidden_run = False
-        ids = tokenizer(prompt + " " + " ".join(pieces), add_special_tokens=False)["input_ids"]
-        prompt_length = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        rows.append([tokenizer.cls_token_id, *ids[:prompt_length], tokenizer.bos_token_id, *ids[prompt_length:]])
-    infilled, kept_in_order = [], 0
-    for start in range(0, len(rows), args.batch_size):
-        chunk = rows[start : start + args.batch_size]
-        width = max(len(r) for r in chunk)
-        input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(r)) + r for r in chunk])
-        attention_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in chunk])
-        with torch.no_grad():
-            output = model.generate(input_ids=input_ids, attention_mask=attention_mask)
-        for row in output.sequences.tolist():
-            row = [t for t in row if t != tokenizer.pad_token_id]
-            infilled.append(tokenizer.decode(row[row.index(tokenizer.bos_token_id) + 1 :]))
-    for original, result, row in zip(targets, infilled, rows):
-        given = [tokenizer.convert_ids_to_tokens(t) for t in row[row.index(tokenizer.bos_token_id) + 1 :]]
-        given = [t for t in given if t != tokenizer.mask_token]
-        iterator = iter(result.split())
-        kept_in_order += all(token in iterator for token in given)  # a subsequence test
+        given.append([piece for piece in pieces if piece != tokenizer.mask_token])
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        gapped_ids = tokenizer(" ".join(pieces), add_special_tokens=False)["input_ids"]
+        rows.append([tokenizer.cls_token_id, *prompt_ids, tokenizer.bos_token_id, *gapped_ids])
+    infilled = generate_after_bos(model, tokenizer, rows, args.batch_size)
+    # The given tokens must be a subsequence of the result (in order, nothing moved or deleted).
+    kept_in_order = 0
+    for tokens, result in zip(given, infilled):
+        remaining = iter(result.split())
+        kept_in_order += all(token in remaining for token in tokens)
     print(
         f"infilling (about half of each target hidden): exact match {exact_match(infilled, targets):.4f}; "
         f"given tokens kept in order in {kept_in_order}/{len(rows)} rows"

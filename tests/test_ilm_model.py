@@ -17,9 +17,9 @@ class TestILMContract(ModelContract):
         return model(**inputs).stopping_logits.float().logsumexp(-1).mean()
 
 
-class TestILMStarRecipeContract(TestILMContract):
-    """The star_easy recipe adds learned absolute positions and the two-sided gap head; the whole contract (left
-    padding, export without xlm_hf, every parameter trained) must hold for it too."""
+class TestILMWithOptionsContract(TestILMContract):
+    """With learned absolute positions (on in the star recipes) and the two-sided gap head, the whole contract
+    (left padding, export without xlm_hf, every parameter trained) must hold too."""
 
     config_overrides = {"absolute_position_embeddings": True, "gap_head_right_neighbor": True}
 
