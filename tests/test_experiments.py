@@ -61,3 +61,34 @@ def test_unknown_family_is_a_clear_error(tmp_path):
     path.write_text("family: transformer_xl\n")
     with pytest.raises(ValueError, match="Known families"):
         load_experiment(str(path))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.num_hidden_layers=abc", r"model\.num_hidden_layers must be int, got 'abc' \(str\)"),
+        ("model.num_hidden_layers=true", r"model\.num_hidden_layers must be int, got True \(bool\)"),
+        ("model.absolute_position_embeddings=1", r"absolute_position_embeddings must be bool"),
+        ("training.max_steps=abc", r"training\.max_steps must be int"),
+        ("training.learning_rate=x", r"training\.learning_rate must be float"),
+        ("data.block_size=abc", r"data\.block_size must be int \| None"),
+        ("collator.loss_on_prompt=maybe", r"collator\.loss_on_prompt must be bool"),
+    ],
+)
+def test_values_of_the_wrong_type_name_the_field_and_the_type(override, message):
+    with pytest.raises(ExperimentError, match=message):
+        load_experiment("star_easy_arlm", [override])
+
+
+def test_values_of_the_right_type_pass_type_checking():
+    experiment = load_experiment(
+        "star_easy_arlm",
+        [
+            "training.learning_rate=1",  # an int where a float is asked for
+            "training.eval_strategy=no",  # an enum given by its value
+            "training.resume_from_checkpoint=true",  # true = the latest checkpoint
+            "data.block_size=null",
+            "model.hidden_dropout=0.1",
+        ],
+    )
+    assert experiment["training"]["learning_rate"] == 1 and experiment["data"]["block_size"] is None

@@ -22,8 +22,11 @@ that names it and lists the valid ones.
 
 import copy
 import dataclasses
+import enum
 import inspect
 import re
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +146,75 @@ def _init_arguments(cls: type) -> set[str]:
     return names
 
 
+def _init_annotations(cls: type) -> dict[str, Any]:
+    """Type hints of every `__init__` argument along the MRO (a subclass's hint wins)."""
+    hints: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        init_method = vars(klass).get("__init__")
+        if init_method is None:
+            continue
+        try:
+            hints.update(typing.get_type_hints(init_method))
+        except (NameError, TypeError):  # hints that name modules this file does not import: not checkable
+            continue
+    hints.pop("return", None)
+    return hints
+
+
+def _dataclass_types(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except (NameError, TypeError):  # hints that name modules this file does not import: not checkable
+        return {}
+
+
+def _matches_type(value: Any, annotation: Any) -> bool:
+    """Whether a YAML value fits a type hint. Unknown kinds of hints accept anything (they are not ours to judge)."""
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return True
+    if annotation is type(None) or annotation is None:
+        return value is None
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches_type(value, option) for option in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
+    if origin in (list, tuple, set):
+        return isinstance(value, (list, tuple))
+    if origin is dict:
+        return isinstance(value, dict)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:  # YAML writes 3 for 3.0
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return isinstance(value, annotation) or value in {member.value for member in annotation}
+    if isinstance(annotation, type) and annotation in (list, tuple, dict):
+        return isinstance(value, annotation) or (annotation is tuple and isinstance(value, list))
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("NoneType", "None")
+
+
+def _check_types(section: str, given: dict[str, Any], annotations: dict[str, Any]) -> None:
+    """One error naming the field, the value and the type it needs, before anything is built or trained."""
+    for key, value in given.items():
+        annotation = annotations.get(key, Any)
+        if not _matches_type(value, annotation):
+            raise ExperimentError(
+                f"{section}.{key} must be {_type_name(annotation)}, got {value!r} ({type(value).__name__}). "
+                "Fix the value in the experiment file or in the override."
+            )
+
+
 def validate_experiment(experiment: dict[str, Any]) -> None:
     _check_keys("<top level>", experiment, set(SECTIONS) | {"name"})
     if "family" not in experiment:
@@ -156,12 +228,18 @@ def validate_experiment(experiment: dict[str, Any]) -> None:
             raise ExperimentError(f"Section {section!r} must be a mapping, got {type(value).__name__}.")
 
     _check_keys("data", experiment["data"], {f.name for f in dataclasses.fields(DataArguments)})
+    _check_types("data", experiment["data"], typing.get_type_hints(DataArguments))
     model_keys = _init_arguments(family.config_class) - {"vocab_size"}
     _check_keys("model", experiment["model"], model_keys)
+    _check_types("model", experiment["model"], _init_annotations(family.config_class))
     collator_class = family.collators["seq2seq"]
     collator_keys = {f.name for f in dataclasses.fields(collator_class)} - {"tokenizer", "input_block_size", "block_size"}
     _check_keys("collator", experiment["collator"], collator_keys)
+    _check_types("collator", experiment["collator"], _dataclass_types(collator_class))
     _check_keys("training", experiment["training"], {f.name for f in dataclasses.fields(TrainingArguments)})
+    training_types = {f.name: f.type for f in dataclasses.fields(TrainingArguments)}
+    training_types["resume_from_checkpoint"] = str | bool | None  # `true` resumes from the latest checkpoint
+    _check_types("training", experiment["training"], training_types)
     generation_class = getattr(family.model_class, "generation_config_class", None) or GenerationConfig
     _check_keys("generation", experiment["generation"], set(generation_class().to_dict()) - {"transformers_version"})
     for name, task in experiment["eval_tasks"].items():
