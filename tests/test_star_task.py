@@ -1,4 +1,7 @@
+import os
+
 import pytest
+from datasets import Dataset, DatasetDict
 
 from xlm_hf.tasks import get_task, load_task, prepare_task, tokenize_seq2seq
 from xlm_hf.tasks.star import STAR_VARIANTS, generate_star_splits
@@ -62,7 +65,10 @@ def test_prepared_cache_is_reused_and_identical(tmp_path):
     data = load_task("star_easy", tmp_path, split_sizes=SMALL)
     assert {k: len(v) for k, v in data.items()} == SMALL
     regenerated = prepare_task("star_easy", tmp_path / "again", split_sizes=SMALL)
-    assert load_task("star_easy", tmp_path / "again", split_sizes=SMALL)["test"].to_list() == data["test"].to_list()
+    assert (
+        load_task("star_easy", tmp_path / "again", split_sizes=SMALL)["test"].to_list()
+        == data["test"].to_list()
+    )
     assert regenerated != path
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
 
@@ -82,3 +88,32 @@ def test_unknown_task_and_empty_dataset_are_clear_errors(tmp_path):
     data = load_task("star_easy", tmp_path, split_sizes=SMALL)
     with pytest.raises(ValueError, match="empty"):
         tokenize_seq2seq(data["test"].select([]), get_task("star_easy").build_tokenizer())
+
+
+def test_a_data_folder_that_is_a_file_or_not_writable_is_one_clear_error(tmp_path, monkeypatch):
+    in_the_way = tmp_path / "data"
+    in_the_way.write_text("not a folder")
+    with pytest.raises(ValueError, match=r"is a file\. Point XLM_HF_DATA_DIR"):
+        load_task("star_easy", in_the_way / "sub", split_sizes=SMALL)
+    # root ignores permission bits, so a read-only folder is simulated where the check asks for it
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(ValueError, match=r"locked is not writable\. Point XLM_HF_DATA_DIR"):
+        load_task("star_easy", tmp_path / "locked", split_sizes=SMALL)
+    assert not (tmp_path / "locked" / "star_easy").exists()
+
+
+def test_a_damaged_or_emptied_cache_names_the_folder_and_the_fix(tmp_path):
+    path = prepare_task("star_easy", tmp_path, split_sizes=SMALL)
+    (path / "dataset_dict.json").write_text("{ not json")
+    with pytest.raises(ValueError, match=rf"{path}.*prepare-data star_easy --overwrite"):
+        load_task("star_easy", tmp_path, split_sizes=SMALL)
+
+    rows = Dataset.from_list([{"prompt": "1 2", "target": "2"}])
+    DatasetDict({"train": rows.select([]), "test": rows}).save_to_disk(str(tmp_path / "other" / "star_easy"))
+    with pytest.raises(ValueError, match=r"(empty split\(s\) \['train'\]|cannot be read).*--overwrite"):
+        load_task("star_easy", tmp_path / "other")
+
+
+def test_split_sizes_below_one_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="at least one example"):
+        prepare_task("star_easy", tmp_path, split_sizes={"train": 0, "validation": 5, "test": 5})

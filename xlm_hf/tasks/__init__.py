@@ -30,11 +30,14 @@ class TaskInfo:
     num_numbers: int  # size of the closed number vocabulary
 
     def build_tokenizer(self) -> PreTrainedTokenizerBase:
-        return build_number_tokenizer(self.num_numbers, model_max_length=self.input_block_size + self.block_size)
+        return build_number_tokenizer(
+            self.num_numbers, model_max_length=self.input_block_size + self.block_size
+        )
 
 
 TASKS: dict[str, TaskInfo] = {
-    name: TaskInfo(name, spec.input_block_size, spec.block_size, spec.num_nodes) for name, spec in STAR_VARIANTS.items()
+    name: TaskInfo(name, spec.input_block_size, spec.block_size, spec.num_nodes)
+    for name, spec in STAR_VARIANTS.items()
 }
 
 
@@ -57,9 +60,13 @@ def prepare_task(
         target = target.with_name(name + "-" + "-".join(f"{k}{v}" for k, v in split_sizes.items()))
     if target.exists() and not overwrite:
         return target
+    if split_sizes is not None and any(
+        not isinstance(size, int) or size < 1 for size in split_sizes.values()
+    ):
+        raise ValueError(f"Every split of task {name!r} needs at least one example, got sizes {split_sizes}.")
+    _check_writable_cache_dir(target.parent)
     splits = generate_star_splits(name, split_sizes)
     dataset = DatasetDict({split: Dataset.from_list(rows) for split, rows in splits.items()})
-    target.parent.mkdir(parents=True, exist_ok=True)
     scratch = tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-")
     try:
         dataset.save_to_disk(scratch)
@@ -72,11 +79,41 @@ def prepare_task(
     return target
 
 
+def _check_writable_cache_dir(folder: Path) -> None:
+    """One clear error when the data folder cannot hold a prepared task (a file is in the way, no permission)."""
+    hint = "Point XLM_HF_DATA_DIR (or data.cache_dir / --cache-dir) at a writable folder."
+    for parent in (folder, *folder.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"The data folder {folder} cannot be created: {parent} is a file. {hint}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"The data folder {folder} cannot be created ({error.strerror}). {hint}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"The data folder {folder} is not writable. {hint}")
+
+
 def load_task(
     name: str, cache_dir: str | os.PathLike | None = None, split_sizes: dict[str, int] | None = None
 ) -> DatasetDict:
     """The task's splits, generated first if they are not in the cache yet."""
-    return load_from_disk(str(prepare_task(name, cache_dir, split_sizes=split_sizes)))
+    path = prepare_task(name, cache_dir, split_sizes=split_sizes)
+    try:
+        splits = load_from_disk(str(path))
+    except (OSError, ValueError, KeyError, IndexError) as error:  # datasets' messages do not name the folder
+        raise ValueError(
+            f"The prepared task in {path} cannot be read ({type(error).__name__}: {error}). It is probably "
+            f"damaged: prepare it again with `xlm-hf prepare-data {name} --overwrite` (or delete the folder)."
+        ) from None
+    if not isinstance(splits, DatasetDict):
+        raise ValueError(f"{path} holds a single dataset, not the splits of task {name!r}. Prepare it again.")
+    empty = [split for split, dataset in splits.items() if len(dataset) == 0]
+    if empty:
+        raise ValueError(
+            f"The prepared task in {path} has empty split(s) {empty}: there is nothing to train or evaluate on. "
+            f"Prepare it again with `xlm-hf prepare-data {name} --overwrite`."
+        )
+    return splits
 
 
 def tokenize_seq2seq(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Dataset:
@@ -95,4 +132,12 @@ def tokenize_seq2seq(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Da
     return dataset.map(encode, batched=True, desc="Tokenizing")
 
 
-__all__ = ["TASKS", "TaskInfo", "get_task", "prepare_task", "load_task", "tokenize_seq2seq", "default_cache_dir"]
+__all__ = [
+    "TASKS",
+    "TaskInfo",
+    "get_task",
+    "prepare_task",
+    "load_task",
+    "tokenize_seq2seq",
+    "default_cache_dir",
+]
