@@ -32,6 +32,14 @@ def test_word_level_tokenizer_rejects_bad_vocabularies():
         build_word_level_tokenizer(["a", "a"])
     with pytest.raises(ValueError, match="whitespace"):
         build_word_level_tokenizer(["a b"])
+    with pytest.raises(TypeError, match="not one string"):
+        build_word_level_tokenizer("abc")  # would otherwise build the words a, b, c
+
+
+@pytest.mark.parametrize("num_numbers", [-1, 0, 2.5, "20", True])
+def test_number_tokenizer_needs_a_positive_count(num_numbers):
+    with pytest.raises(ValueError, match="num_numbers must be a positive integer"):
+        build_number_tokenizer(num_numbers)
 
 
 def test_unknown_words_map_to_unk():

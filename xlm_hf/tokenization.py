@@ -27,6 +27,8 @@ def build_word_level_tokenizer(words: Iterable[str], model_max_length: int = 512
     Prompts are padded on the left (as every family's `generate` expects) and no special tokens are added
     by `__call__`: each family lays out its own `[BOS]`/`[CLS]` around the prompt.
     """
+    if isinstance(words, (str, bytes)):  # a string is iterable too, but its characters are not the words meant
+        raise TypeError(f"words must be a list of vocabulary words, not one string ({words!r}); split it first.")
     vocab: dict[str, int] = {}
     for token in SPECIAL_TOKENS.values():
         vocab[token] = len(vocab)
@@ -54,6 +56,8 @@ def build_word_level_tokenizer(words: Iterable[str], model_max_length: int = 512
 
 def build_number_tokenizer(num_numbers: int, model_max_length: int = 512) -> PreTrainedTokenizerFast:
     """Tokens "0" .. str(num_numbers - 1) after the special tokens (star_easy: 20 numbers, 27 ids)."""
+    if isinstance(num_numbers, bool) or not isinstance(num_numbers, int) or num_numbers < 1:
+        raise ValueError(f"num_numbers must be a positive integer, got {num_numbers!r}.")
     return build_word_level_tokenizer([str(i) for i in range(num_numbers)], model_max_length=model_max_length)
 
 
