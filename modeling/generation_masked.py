@@ -11,14 +11,21 @@ left-padded. Every `[MASK]` of the canvas is generated, including `[MASK]`s writ
 other token is copied unchanged. `max_new_tokens=0` therefore means pure infilling: fill the prompt's masks, add
 nothing. Without `input_ids` the canvas is unconditional (`[BOS]? [MASK] * max_new_tokens`).
 
+Token choice follows transformers: `do_sample=False` (the default) takes the argmax of the logits, `do_sample=True`
+draws from them after `TemperatureLogitsWarper` / `TopKLogitsWarper` / `TopPLogitsWarper`; a caller's
+`logits_processor=` list runs first in both cases. Processors see the logits of the positions being decided as one
+`(positions, vocab)` batch. Random draws (tokens, the `random` order, Gumbel confidences, ancestral unmasking) use
+torch's global RNG, so `transformers.set_seed` makes them reproducible; `seed=` or `generator=` gives a private one.
+
 Two samplers:
 - `"unmask"` (MaskGIT-style, MLM and MDLM): each step commits a number of masked positions, chosen in a given order
   (`random`, `top_prob`, `prob_diff`, `entropy`), optionally by the cumulative-uncertainty `threshold` rule; at least
   `ceil(masked / steps_left)` positions per step, so the last step of a block fills the block.
 - `"ancestral"` (MDLM): the reverse process of the absorbing diffusion from t = 1 towards 0. From t to s = t - dt
   a masked token becomes token v with probability p(v) (P_t - P_s) / P_t and stays masked with probability P_s / P_t
-  (P_t = 1 - exp(-sigma(t))); the last step fills the rest with the argmax. Rows whose canvas did not change keep
-  their logits when the model ignores time (the cache trick): same samples, fewer model calls.
+  (P_t = 1 - exp(-sigma(t))); the last step fills the rest with the argmax. With `do_sample=False` the tokens are
+  argmax tokens, but which positions unmask is still drawn. Rows whose canvas did not change keep their logits
+  when the model ignores time (the cache trick): same samples, fewer model calls.
 
 Hub-side file: imports only torch and transformers.
 """
@@ -30,6 +37,12 @@ from typing import Any
 
 import torch
 from transformers import GenerationConfig
+from transformers.generation import (
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
@@ -45,6 +58,7 @@ _FIELDS = (
     "max_length",
     "num_steps",
     "sampler",
+    "do_sample",
     "temperature",
     "top_k",
     "top_p",
@@ -101,7 +115,10 @@ class MaskedGenerationConfig(GenerationConfig):
 
         > Token choice
 
-        temperature (`float`): 0 takes the argmax; otherwise logits are divided by it before sampling.
+        do_sample (`bool`): `False` (default) takes the most likely token; `True` samples from the logits after
+            `temperature`, `top_k` and `top_p`, which only apply when sampling (as in transformers).
+        temperature (`float`): Sampling temperature, > 0 when `do_sample=True`. `0` is accepted without
+            `do_sample` (the spelling of greedy decoding in configs saved before `do_sample` existed).
         top_k (`int`, *optional*): Sample among the k most likely tokens. Not combinable with `top_p`.
         top_p (`float`, *optional*): Nucleus sampling: the smallest set of tokens whose probability reaches `top_p`.
         suppress_tokens (`list[int]`, *optional*): Ids never generated (`[MASK]` is always suppressed).
@@ -111,7 +128,9 @@ class MaskedGenerationConfig(GenerationConfig):
         use_cache_trick (`bool`): Ancestral sampler: reuse a row's logits when the previous step changed nothing in
             it. Only exact when the model ignores time, so it is skipped for time-conditioned models.
         num_return_sequences (`int`): Samples per prompt (or the number of unconditional samples).
-        seed (`int`, *optional*): Seed of a private `torch.Generator` (or pass `generator=` to `generate`).
+        seed (`int`, *optional*): Seed of a private `torch.Generator` (or pass `generator=` to `generate`). Unset,
+            draws use torch's global RNG, which `transformers.set_seed` seeds; a saved seed makes every call draw
+            the same, whatever `set_seed` says.
         output_history (`bool`): Return the canvas after every step.
         return_dict_in_generate (`bool`): Return a [`MaskedGenerationOutput`] (default) or only the sequences.
         bos_position (`str`, *optional*): Overrides the model config's layout (`after_prompt`, `before_prompt`,
@@ -141,6 +160,7 @@ class MaskedGenerationConfig(GenerationConfig):
         return {
             "max_new_tokens": 32,
             "sampler": "unmask",
+            "do_sample": False,
             "temperature": 1.0,
             "unmasking_order": "top_prob",
             "confidence_temperature": 0.0,
@@ -178,10 +198,23 @@ class MaskedGenerationConfig(GenerationConfig):
                 self.sampler in self._allowed_samplers,
                 f"sampler must be one of {self._allowed_samplers} for {type(self).__name__}, got {self.sampler!r}.",
             )
+        if self.do_sample is not None:
+            check(
+                isinstance(self.do_sample, bool), f"do_sample must be True or False, got {self.do_sample!r}."
+            )
         if self.temperature is not None:
             check(
-                isinstance(self.temperature, (int, float)) and self.temperature >= 0,
-                f"temperature must be a number >= 0 (0 = argmax), got {self.temperature!r}.",
+                isinstance(self.temperature, (int, float))
+                and not isinstance(self.temperature, bool)
+                and self.temperature >= 0,
+                f"temperature must be a number >= 0, got {self.temperature!r}.",
+            )
+            # as transformers' TemperatureLogitsWarper: sampling needs a positive temperature
+            check(
+                not (self.do_sample and self.temperature == 0),
+                "temperature=0 cannot be combined with do_sample=True: sampling needs a temperature > 0 (e.g. "
+                "temperature=1.0); for greedy decoding set do_sample=False. Checkpoints saved before do_sample "
+                "existed store temperature: 0.0 to mean greedy decoding.",
             )
         if self.top_k is not None:
             check(
@@ -302,44 +335,24 @@ class MaskedGenerationOutput(ModelOutput):
     num_forward_passes: int | None = None
 
 
-def process_logits(
-    logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None
-) -> torch.Tensor:
-    """Temperature, then top-k or top-p filtering (filtered tokens get -inf). `temperature=0` keeps the logits
-    (the caller takes the argmax)."""
-    if temperature > 0 and temperature != 1:
-        logits = logits / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        # drop a token when the tokens before it already reach top_p (the first token is always kept)
-        drop_sorted = (cumulative - sorted_logits.softmax(-1)) >= top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
-
-
 def gumbel_noise(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     uniform = torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
     return -torch.log(-torch.log(uniform.clamp(min=1e-20, max=1 - 1e-12)))
 
 
-def sample_tokens(
-    logits: torch.Tensor,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
+def choose_tokens(
+    scores: torch.Tensor,
+    input_ids: torch.LongTensor,
+    do_sample: bool,
+    warpers: LogitsProcessorList,
     generator: torch.Generator | None,
-) -> torch.Tensor:
-    """One token per row of `logits` `(N, vocab)`: argmax when temperature is 0 (or top_k is 1), otherwise a draw
-    from softmax(process_logits(logits)) by the Gumbel-max trick."""
-    if temperature == 0 or top_k == 1:
-        return logits.argmax(-1)
-    processed = process_logits(logits, temperature, top_k, top_p).double()
-    return (processed + gumbel_noise(processed.shape, generator, logits.device)).argmax(-1)
+) -> torch.LongTensor:
+    """One token per row of `scores` `(N, vocab)`: the argmax, or with `do_sample` a draw from the softmax of the
+    warped scores (temperature, top-k, top-p), as transformers' greedy and sampling decoders do."""
+    if not do_sample:
+        return scores.argmax(-1)
+    probs = warpers(input_ids, scores).softmax(-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
 
 
 def confidence_and_uncertainty(probs: torch.Tensor, order: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -399,6 +412,7 @@ class MaskedDenoisingGenerationMixin:
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         generation_config: MaskedGenerationConfig | None = None,
+        logits_processor: LogitsProcessorList | list | None = None,
         generator: torch.Generator | None = None,
         **kwargs,
     ) -> MaskedGenerationOutput | torch.LongTensor:
@@ -410,9 +424,14 @@ class MaskedDenoisingGenerationMixin:
                 as a tokenizer returns them (no special tokens needed). `None` for unconditional generation.
             attention_mask (`torch.Tensor`, *optional*): 1 on real tokens, 0 on padding.
             generation_config ([`MaskedGenerationConfig`], *optional*): Overrides the model's generation config.
-            generator (`torch.Generator`, *optional*): Source of randomness (on the model's device); `seed=` in
-                the config builds one.
-            kwargs: Any field of the generation config (`max_new_tokens=16`, `num_steps=8`, ...).
+            logits_processor (`LogitsProcessorList`, *optional*): transformers logits processors applied before the
+                token choice (greedy or sampled) and the confidence scores, and before the temperature / top-k /
+                top-p warpers. Each is called as `processor(input_ids, scores)` with `scores` `(N, vocab)`, the
+                logits of the N positions decided this step, and `input_ids` `(N, length)`, the canvas row of
+                each of them.
+            generator (`torch.Generator`, *optional*): Private source of randomness (on the model's device);
+                `seed=` builds one. Without either, draws use torch's global RNG (`transformers.set_seed`).
+            kwargs: Any field of the generation config (`max_new_tokens=16`, `num_steps=8`, `do_sample=True`, ...).
 
         Returns:
             [`MaskedGenerationOutput`] (or only the sequences when `return_dict_in_generate=False`).
@@ -421,7 +440,7 @@ class MaskedDenoisingGenerationMixin:
 
         ```python
         >>> batch = tokenizer(["0 1 1 2 2 3 0 3"], return_tensors="pt", padding=True)
-        >>> out = model.generate(**batch, max_new_tokens=14, num_steps=14, temperature=0.0)
+        >>> out = model.generate(**batch, max_new_tokens=14, num_steps=14)  # greedy; do_sample=True samples
         >>> tokenizer.batch_decode(out.sequences[:, out.output_start_idx:], skip_special_tokens=True)
         ```
         """
@@ -429,6 +448,7 @@ class MaskedDenoisingGenerationMixin:
         device = self.device
         canvas, canvas_mask, start = self._prepare_canvas(input_ids, attention_mask, config, device)
         generator = self._prepare_generator(config, generator, device)
+        processors, warpers = self._prepare_logits_processor(config, logits_processor)
         block_ids, num_blocks = self._prepare_blocks(canvas, canvas_mask, start, config)
         steps_per_block = self._split_steps(canvas, canvas_mask, start, config, num_blocks)
 
@@ -440,6 +460,8 @@ class MaskedDenoisingGenerationMixin:
             model_calls=torch.zeros(batch_size, dtype=torch.long, device=device),
             cached_logits=None,
             stale=torch.ones(batch_size, dtype=torch.bool, device=device),
+            logits_processor=processors,
+            logits_warper=warpers,
         )
         history: list[torch.Tensor] = []
         for block in range(num_blocks):
@@ -505,6 +527,13 @@ class MaskedDenoisingGenerationMixin:
                 revision=revision,
                 subfolder=subfolder,
             )
+            if self.generation_config.seed is not None:
+                # checkpoints exported before this was fixed saved `seed: 0`
+                logger.warning_once(
+                    f"generation_config.json sets seed={self.generation_config.seed}: every generate() call draws "
+                    "from a private generator seeded with it, so transformers.set_seed() does not change samples. "
+                    "Set model.generation_config.seed = None to draw from torch's global RNG."
+                )
         except OSError:
             logger.info("No generation_config.json found; using the family's default generation config.")
         except ValueError as error:
@@ -520,9 +549,6 @@ class MaskedDenoisingGenerationMixin:
     ) -> MaskedGenerationConfig:
         overrides = dict(overrides)
         overrides.pop("token_type_ids", None)  # some tokenizers return it; the canvas has one segment
-        # transformers' switch between greedy and sampling: do_sample=False means argmax tokens
-        if overrides.pop("do_sample", None) is False and "temperature" not in overrides:
-            overrides["temperature"] = 0.0
         base = (
             generation_config if generation_config is not None else getattr(self, "generation_config", None)
         )
@@ -546,6 +572,19 @@ class MaskedDenoisingGenerationMixin:
             )
         if config.sampler == "ancestral" and config.threshold is not None:
             raise ValueError("threshold applies to the 'unmask' sampler, not to 'ancestral'.")
+        if not config.do_sample:
+            # as transformers warns: sampling knobs given to a greedy call do nothing (temperature=0 is the
+            # pre-do_sample spelling of greedy, so it stays quiet)
+            ignored = [
+                f"{key}={overrides[key]}"
+                for key in ("temperature", "top_k", "top_p")
+                if overrides.get(key) is not None and not (key == "temperature" and overrides[key] in (0, 1))
+            ]
+            if ignored:
+                logger.warning_once(
+                    f"do_sample is not True, so {', '.join(ignored)} has no effect: tokens are chosen greedily. "
+                    "Pass do_sample=True to sample."
+                )
         return config
 
     def _prepare_canvas(
@@ -633,6 +672,23 @@ class MaskedDenoisingGenerationMixin:
             return torch.Generator(device=device).manual_seed(config.seed)
         return None
 
+    def _prepare_logits_processor(
+        self, config: MaskedGenerationConfig, logits_processor: LogitsProcessorList | list | None
+    ) -> tuple[LogitsProcessorList, LogitsProcessorList]:
+        """The caller's processors (greedy and sampling), and the warpers that only sampling applies, in the order
+        of transformers' `GenerationMixin._get_logits_processor`."""
+        # a copy: the caller's list is left as it was
+        processors = LogitsProcessorList(logits_processor or [])
+        warpers = LogitsProcessorList()
+        if config.do_sample:
+            if config.temperature != 1.0:
+                warpers.append(TemperatureLogitsWarper(float(config.temperature)))
+            if config.top_k is not None:
+                warpers.append(TopKLogitsWarper(top_k=config.top_k))
+            if config.top_p is not None and config.top_p < 1.0:
+                warpers.append(TopPLogitsWarper(top_p=float(config.top_p)))
+        return processors, warpers
+
     def _prepare_blocks(
         self, canvas: torch.Tensor, canvas_mask: torch.Tensor, start: int, config: MaskedGenerationConfig
     ) -> tuple[torch.Tensor, int]:
@@ -702,6 +758,18 @@ class MaskedDenoisingGenerationMixin:
             state.stale[rows] = False
         return state.cached_logits
 
+    def _candidate_scores(
+        self, canvas: torch.Tensor, candidates: torch.Tensor, logits: torch.Tensor, state: "_DenoisingState"
+    ) -> tuple[torch.LongTensor, torch.Tensor]:
+        """The logits `(N, vocab)` of the N positions in `candidates` after the caller's logits processors, and
+        the `input_ids` the processors see: the canvas row of each position (empty when there is no caller
+        processor: the warpers do not read it, and N copies of the canvas would cost N x length)."""
+        scores = logits[candidates]  # a copy: processors may write into it without touching cached logits
+        if not state.logits_processor:
+            return canvas.new_empty((scores.shape[0], 0)), scores
+        input_ids = canvas[candidates.nonzero()[:, 0]]
+        return input_ids, state.logits_processor(input_ids, scores)
+
     def _denoising_step(
         self,
         canvas: torch.Tensor,
@@ -732,8 +800,10 @@ class MaskedDenoisingGenerationMixin:
         t = self._time_from_masked_fraction(fraction)
         # t is a function of the canvas, so a row's logits stay valid until its canvas changes
         logits = self._logits_for(canvas, canvas_mask, t, needed, config, state, reuse=True)
-        candidate_logits = logits[candidates]  # (N, vocab)
-        tokens = sample_tokens(candidate_logits, config.temperature, config.top_k, config.top_p, generator)
+        candidate_ids, candidate_logits = self._candidate_scores(canvas, candidates, logits, state)
+        tokens = choose_tokens(
+            candidate_logits, candidate_ids, config.do_sample, state.logits_warper, generator
+        )
 
         # score every candidate position; higher = committed earlier
         if config.unmasking_order == "random":
@@ -781,22 +851,19 @@ class MaskedDenoisingGenerationMixin:
         t = torch.full((canvas.shape[0],), t_value, dtype=torch.float32, device=canvas.device)
         reuse = bool(config.use_cache_trick) and not self._time_conditioned
         logits = self._logits_for(canvas, canvas_mask, t, needed, config, state, reuse=reuse)
-        candidate_logits = logits[candidates]
+        candidate_ids, candidate_logits = self._candidate_scores(canvas, candidates, logits, state)
         new_canvas = canvas.clone()
         if step == num_steps - 1:
             # last step: fill every remaining mask with the most likely token
-            tokens = process_logits(candidate_logits, config.temperature, config.top_k, config.top_p).argmax(
-                -1
-            )
-            new_canvas[candidates] = tokens
+            new_canvas[candidates] = candidate_logits.argmax(-1)
         else:
             s = torch.tensor(t_value - dt, dtype=torch.float64)
             p_t = self._mask_probability(torch.tensor(t_value, dtype=torch.float64))
             p_s = self._mask_probability(s)
             # q(token v) = p(v) (P_t - P_s), q([MASK]) = P_s, normalised by P_t: a categorical over vocab + [MASK],
             # drawn as "unmask with probability (P_t - P_s) / P_t, then a token from p".
-            tokens = sample_tokens(
-                candidate_logits, config.temperature, config.top_k, config.top_p, generator
+            tokens = choose_tokens(
+                candidate_logits, candidate_ids, config.do_sample, state.logits_warper, generator
             )
             unmask = torch.rand(tokens.shape, generator=generator, device=canvas.device, dtype=torch.float64)
             unmask = unmask < float((p_t - p_s) / p_t)
@@ -813,6 +880,8 @@ class _DenoisingState:
     model_calls: torch.Tensor
     cached_logits: torch.Tensor | None
     stale: torch.Tensor
+    logits_processor: LogitsProcessorList  # the caller's, applied to every token choice
+    logits_warper: LogitsProcessorList  # temperature / top-k / top-p, applied when sampling
     num_forward_passes: int = 0
 
 
@@ -820,6 +889,5 @@ __all__ = [
     "MaskedGenerationConfig",
     "MaskedGenerationOutput",
     "MaskedDenoisingGenerationMixin",
-    "process_logits",
-    "sample_tokens",
+    "choose_tokens",
 ]

@@ -74,7 +74,7 @@ def test_sampler_never_changes_prompt_or_unmasked_tokens(family_model, order):
         max_new_tokens=6,
         num_steps=4,
         unmasking_order=order,
-        temperature=1.0,
+        do_sample=True,
         seed=1,
         output_history=True,
         **unmask_kwargs(family),
@@ -169,9 +169,7 @@ def test_threshold_takes_positions_while_cumulative_uncertainty_stays_below(fami
 
 def test_fixed_seed_gives_identical_samples_and_other_seeds_differ(family_model):
     family, model = family_model
-    kwargs = dict(
-        input_ids=torch.tensor([[9, 10], [11, 12]]), max_new_tokens=10, num_steps=5, temperature=1.0
-    )
+    kwargs = dict(input_ids=torch.tensor([[9, 10], [11, 12]]), max_new_tokens=10, num_steps=5, do_sample=True)
     a = model.generate(**kwargs, seed=123).sequences
     b = model.generate(**kwargs, seed=123).sequences
     c = model.generate(**kwargs, generator=torch.Generator().manual_seed(123)).sequences
@@ -235,7 +233,7 @@ def test_unconditional_generation(family_model):
     assert plain.sequences.shape == (2, 7)
 
 
-def test_top_k_one_and_temperature_zero_agree(family_model):
+def test_top_k_one_sampling_and_greedy_agree(family_model):
     family, model = family_model
     kwargs = dict(
         input_ids=torch.tensor([[9, 10, 11]]),
@@ -245,16 +243,21 @@ def test_top_k_one_and_temperature_zero_agree(family_model):
         unmasking_order="top_prob",
         **unmask_kwargs(family),
     )
-    assert torch.equal(
-        model.generate(**kwargs, temperature=0.0).sequences,
-        model.generate(**kwargs, temperature=1.0, top_k=1).sequences,
-    )
+    greedy = model.generate(**kwargs).sequences
+    assert torch.equal(greedy, model.generate(**kwargs, do_sample=True, top_k=1).sequences)
+    # temperature=0 without do_sample: the greedy spelling of configs saved before do_sample existed
+    assert torch.equal(greedy, model.generate(**kwargs, temperature=0.0).sequences)
 
 
 def test_suppressed_tokens_are_never_generated(family_model):
     family, model = family_model
     out = model.generate(
-        max_new_tokens=20, num_return_sequences=4, temperature=2.0, seed=0, suppress_tokens=list(range(0, 10))
+        max_new_tokens=20,
+        num_return_sequences=4,
+        do_sample=True,
+        temperature=2.0,
+        seed=0,
+        suppress_tokens=list(range(0, 10)),
     )
     assert bool(out.sequences[:, 1:].ge(10).all())
 
@@ -269,6 +272,8 @@ def test_suppressed_tokens_are_never_generated(family_model):
         (dict(threshold=0.1, unmasking_order="random"), "threshold needs a confidence"),
         (dict(num_beams=2), "unknown arguments"),
         (dict(temperature=-1.0), "temperature"),
+        (dict(do_sample=True, temperature=0.0), "temperature=0 cannot be combined with do_sample=True"),
+        (dict(do_sample="yes"), "do_sample must be True or False"),
     ],
 )
 def test_bad_input_raises_one_clear_value_error(family_model, kwargs, message):
