@@ -1,8 +1,8 @@
 """The pre-LayerNorm rotary transformer shared by every xlm_hf family.
 
-Reading order: rotary embedding -> attention-mask builder -> attention -> MLP -> noise-level embedding
-(for the diffusion families) -> block -> the bare transformer -> the `PreTrainedModel` base class that
-every family's model subclasses.
+Reading order: positions and packed sequences -> rotary embedding -> attention-mask builder -> attention -> MLP ->
+noise-level embedding (for the diffusion families) -> block -> the `PreTrainedModel` base class -> the bare
+transformer `XLMModel`, the base model every family's head model holds as `self.model`.
 
 Hub-side file: it imports only torch, transformers and sibling files, so that `save_pretrained` can copy
 it next to a checkpoint and `AutoModel.from_pretrained(..., trust_remote_code=True)` works without xlm_hf.
@@ -18,7 +18,10 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import is_tracing
 
 from .configuration_backbone import XLMBackboneConfig
 
@@ -30,6 +33,23 @@ def positions_from_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """
     mask = attention_mask.long()
     return (mask.cumsum(-1) - 1).clamp(min=0) * mask
+
+
+def packed_sequence_ids(position_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index (from 1) of the packed sequence each token belongs to, from where `position_ids` restart.
+
+    A sequence starts at every real token whose position is not one more than the previous real token's, as in
+    the rows of transformers' `DataCollatorWithFlattening` (positions `0..n1-1, 0..n2-1, ...`). Padding never
+    splits a sequence, so left or right padding with positions counted over real tokens gives one sequence per
+    row. Padding before the first real token gets 0. No data-dependent control flow: safe to trace.
+    """
+    real = attention_mask.bool()
+    columns = torch.arange(position_ids.shape[-1], device=position_ids.device).expand_as(position_ids)
+    last_real = torch.where(real, columns, -1).cummax(dim=-1).values
+    previous_real = torch.cat([torch.full_like(last_real[:, :1], -1), last_real[:, :-1]], dim=-1)
+    previous_position = position_ids.gather(-1, previous_real.clamp(min=0))
+    starts = real & ((previous_real < 0) | (position_ids != previous_position + 1))
+    return starts.long().cumsum(dim=-1)
 
 
 class XLMRotaryEmbedding(nn.Module):
@@ -78,12 +98,14 @@ def build_attention_mask(
     is_causal: bool,
     dtype: torch.dtype,
     attn_implementation: str,
+    sequence_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Turns a `(batch, key_length)` padding mask into the 4-D mask the attention functions expect.
 
     Queries are the last `query_length` keys (a KV cache holds the earlier ones). A query may attend to real
-    keys (and, if causal, only earlier ones) and always to itself, so that a padding query never sees an empty
-    row (which would give NaNs in SDPA) while real queries never see padding.
+    keys (and, if causal, only earlier ones) of its own packed sequence (`sequence_ids`, `(batch, key_length)`,
+    when given) and always to itself, so that a padding query never sees an empty row (which would give NaNs in
+    SDPA) while real queries never see padding.
     """
     batch_size, key_length = attention_mask.shape
     past_length = key_length - query_length
@@ -93,6 +115,9 @@ def build_attention_mask(
     key_index = torch.arange(key_length, device=device)[None, :]
     if is_causal:
         allowed = allowed & (key_index <= query_index)
+    if sequence_ids is not None:
+        query_sequence = sequence_ids[:, past_length:]
+        allowed = allowed & (query_sequence[:, None, :, None] == sequence_ids[:, None, None, :])
     allowed = allowed | (key_index == query_index)
     if attn_implementation == "eager":
         # eager adds the mask to the scores
@@ -143,6 +168,7 @@ class XLMAttention(nn.Module):
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: torch.Tensor,
         cache: Cache | None = None,
+        output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch_size, length, _ = hidden_states.shape
         shape = (batch_size, length, self.num_heads, self.head_dim)
@@ -167,6 +193,8 @@ class XLMAttention(nn.Module):
             dropout=self.config.attention_dropout if self.training else 0.0,
             scaling=self.scaling,
             is_causal=False,  # causality is already in the explicit mask
+            # only eager returns weights; transformers' sdpa function warns when asked for them
+            output_attentions=output_attentions,
         )
         output = self.o_proj(output.reshape(batch_size, length, -1))
         return output, weights
@@ -184,7 +212,7 @@ class XLMMLP(nn.Module):
 
 
 class XLMTimestepEmbedding(nn.Module):
-    """Embeds a scalar noise level per example: sinusoid (256 features) -> MLP -> SiLU, as in DiT / MDLM."""
+    """Embeds scalar noise levels (any shape): sinusoid (256 features) -> MLP -> SiLU, as in DiT / MDLM."""
 
     frequency_dim = 256
 
@@ -199,13 +227,14 @@ class XLMTimestepEmbedding(nn.Module):
         freqs = torch.exp(
             -math.log(10000.0) * torch.arange(half, device=noise_level.device, dtype=torch.float32) / half
         )
-        args = noise_level.float()[:, None] * freqs[None]
+        args = noise_level.float()[..., None] * freqs
         features = torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(self.linear_1.weight.dtype)
         return self.act(self.linear_2(self.act(self.linear_1(features))))
 
 
 def modulate(hidden_states: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return hidden_states * (1 + scale[:, None, :]) + shift[:, None, :]
+    """adaLN; `shift`/`scale` are `(batch, 1, hidden)` (one noise level per row) or `(batch, length, hidden)`."""
+    return hidden_states * (1 + scale) + shift
 
 
 class XLMBlock(GradientCheckpointingLayer):
@@ -235,6 +264,7 @@ class XLMBlock(GradientCheckpointingLayer):
         attention_mask: torch.Tensor,
         time_embedding: torch.Tensor | None = None,
         cache: Cache | None = None,
+        output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.adaln_modulation is not None:
             shift_attn, scale_attn, gate_attn, shift_mlp, scale_mlp, gate_mlp = self.adaln_modulation(
@@ -243,10 +273,12 @@ class XLMBlock(GradientCheckpointingLayer):
         normed = self.attention_norm(hidden_states)
         if self.adaln_modulation is not None:
             normed = modulate(normed, shift_attn, scale_attn)
-        attn_output, attn_weights = self.self_attn(normed, position_embeddings, attention_mask, cache)
+        attn_output, attn_weights = self.self_attn(
+            normed, position_embeddings, attention_mask, cache, output_attentions=output_attentions
+        )
         attn_output = self.dropout(attn_output)
         if self.adaln_modulation is not None:
-            attn_output = gate_attn[:, None, :] * attn_output
+            attn_output = gate_attn * attn_output
         hidden_states = hidden_states + attn_output
 
         normed = self.mlp_norm(hidden_states)
@@ -254,20 +286,50 @@ class XLMBlock(GradientCheckpointingLayer):
             normed = modulate(normed, shift_mlp, scale_mlp)
         mlp_output = self.dropout(self.mlp(normed))
         if self.adaln_modulation is not None:
-            mlp_output = gate_mlp[:, None, :] * mlp_output
+            mlp_output = gate_mlp * mlp_output
         return hidden_states + mlp_output, attn_weights
 
 
-class XLMTransformer(nn.Module):
-    """Token embedding -> N blocks -> final norm. Returns hidden states; the families add their heads.
+class XLMPreTrainedModel(PreTrainedModel):
+    """Capabilities shared by every family. Each family sets `config_class` on its own subclass."""
+
+    config_class = XLMBackboneConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["XLMBlock"]
+    _supports_sdpa = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        # adaLN starts as the identity: zero shift, zero scale, zero gate (DiT).
+        if isinstance(module, XLMBlock) and module.adaln_modulation is not None:
+            init.zeros_(module.adaln_modulation.weight)
+            init.zeros_(module.adaln_modulation.bias)
+        if isinstance(module, XLMModel) and module.final_adaln_modulation is not None:
+            init.zeros_(module.final_adaln_modulation.weight)
+            init.zeros_(module.final_adaln_modulation.bias)
+
+
+class XLMModel(XLMPreTrainedModel):
+    """The bare transformer: token embedding -> N blocks -> final norm. Returns hidden states; the families add
+    their heads and hold it as `self.model` (the `base_model_prefix`, so checkpoint keys are `model.…`).
 
     `is_causal` is fixed per family (ARLM: causal; the others: bidirectional). Positions come from the padding
-    mask unless given, so a left-padded prompt has the same positions as the same prompt alone.
+    mask unless given, so a left-padded prompt has the same positions as the same prompt alone. Given
+    `position_ids` that restart within a row mark packed sequences (see [`packed_sequence_ids`]): attention then
+    stays within each of them.
     """
 
-    def __init__(self, config: XLMBackboneConfig, is_causal: bool):
-        super().__init__()
-        self.config = config
+    def __init__(self, config: XLMBackboneConfig, is_causal: bool = False, initialize: bool = True):
+        r"""
+        initialize (`bool`): Whether `post_init` initialises the weights here. A family's model passes `False`: its
+            own `post_init` then initialises every weight in one pass, in the order (and so from the same seeded
+            random stream) it always has, so seeded runs give the same models as before.
+        """
+        super().__init__(config)
+        self._initialize_in_post_init = initialize
         self.is_causal = is_causal
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.rotary_emb = XLMRotaryEmbedding(config)
@@ -291,47 +353,87 @@ class XLMTransformer(nn.Module):
                 else nn.Identity()
             )
             self.final_adaln_modulation = None
+        self.post_init()
+        self._initialize_in_post_init = True
 
+    def init_weights(self) -> None:
+        if self._initialize_in_post_init:
+            super().init_weights()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
-        input_ids: torch.LongTensor,
+        input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         noise_level: torch.Tensor | None = None,
         cache: Cache | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-        check_input_ids(input_ids, self.config)
-        batch_size, query_length = input_ids.shape
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast | tuple:
+        r"""
+        noise_level (`torch.Tensor` of shape `(batch,)` or `(batch, length)`, *optional*):
+            Noise level of each row, or of each token (packed sequences with their own levels); required by a
+            time-conditioned model, ignored otherwise.
+        cache (`Cache`, *optional*):
+            Keys and values of earlier tokens; updated in place. `past_key_values` is its deprecated name.
+        """
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
+        batch_size, query_length = (input_ids if inputs_embeds is None else inputs_embeds).shape[:2]
+        device = (input_ids if inputs_embeds is None else inputs_embeds).device
         past_length = cache.get_seq_length() if cache is not None else 0
         if attention_mask is None:
-            attention_mask = torch.ones(batch_size, past_length + query_length, dtype=torch.long, device=input_ids.device)
+            attention_mask = torch.ones(batch_size, past_length + query_length, dtype=torch.long, device=device)
         if attention_mask.shape[-1] != past_length + query_length:
             raise ValueError(
                 f"attention_mask covers {attention_mask.shape[-1]} positions but the input has {query_length} new "
                 f"tokens after {past_length} cached ones."
             )
+        sequence_ids = None
         if position_ids is None:
             position_ids = positions_from_padding_mask(attention_mask)[:, past_length:]
-        if int(position_ids.max()) >= self.config.max_position_embeddings:
-            raise ValueError(
-                f"The sequence needs position {int(position_ids.max())} but the model was built for at most "
-                f"max_position_embeddings={self.config.max_position_embeddings} positions. Shorten the prompt or "
-                "ask for fewer new tokens."
-            )
+        else:
+            position_ids = position_ids.expand(batch_size, -1)
+            if past_length == 0:
+                # Caller-given positions may pack several sequences into a row. (With a cache the positions of
+                # the cached keys are unknown, so, as in transformers, packing is read only without one.)
+                sequence_ids = packed_sequence_ids(position_ids, attention_mask)
+        check_inputs(input_ids if inputs_embeds is None else None, position_ids, self.config)
 
-        hidden_states = self.embed_tokens(input_ids)
+        hidden_states = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         if self.embed_positions is not None:
             hidden_states = hidden_states + self.embed_positions(position_ids)
         time_embedding = None
         if self.time_embedding is not None:
             if noise_level is None:
                 raise ValueError("This model is time-conditioned: pass `noise_level` (one value per example).")
-            time_embedding = self.time_embedding(noise_level.reshape(batch_size))
+            if noise_level.dim() == 2 and noise_level.shape[-1] == query_length and query_length > 1:
+                time_embedding = self.time_embedding(noise_level)  # one level per token
+            else:
+                time_embedding = self.time_embedding(noise_level.reshape(batch_size, 1))
         position_embeddings = self.rotary_emb(position_ids, hidden_states.dtype)
         mask = build_attention_mask(
-            attention_mask, query_length, self.is_causal, hidden_states.dtype, self.config._attn_implementation
+            attention_mask,
+            query_length,
+            self.is_causal,
+            hidden_states.dtype,
+            self.config._attn_implementation,
+            sequence_ids=sequence_ids,
         )
 
         all_hidden_states = () if output_hidden_states else None
@@ -339,7 +441,9 @@ class XLMTransformer(nn.Module):
         for layer in self.layers:
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
-            hidden_states, weights = layer(hidden_states, position_embeddings, mask, time_embedding, cache)
+            hidden_states, weights = layer(
+                hidden_states, position_embeddings, mask, time_embedding, cache, output_attentions=output_attentions
+            )
             if output_attentions:
                 all_attentions += (weights,)
 
@@ -349,46 +453,44 @@ class XLMTransformer(nn.Module):
             hidden_states = modulate(hidden_states, shift, scale)
         if output_hidden_states:
             all_hidden_states += (hidden_states,)
-        return hidden_states, all_hidden_states, all_attentions
+        output = BaseModelOutputWithPast(
+            last_hidden_state=hidden_states, cache=cache, hidden_states=all_hidden_states, attentions=all_attentions
+        )
+        return output if return_dict else output.to_tuple()
 
 
-def check_input_ids(input_ids: torch.Tensor, config: XLMBackboneConfig) -> None:
-    """One clear error for ids the embedding cannot look up (instead of an index error deep inside torch)."""
-    if input_ids.numel() == 0:
+def check_inputs(input_ids: torch.Tensor | None, position_ids: torch.Tensor, config: XLMBackboneConfig) -> None:
+    """One clear error for ids the embedding cannot look up and for positions past the model's length (instead of
+    an index error deep inside torch).
+
+    Eager mode only, with one host sync for all values: the check reads tensors on the host, which
+    `torch.export` / `torch.compile(fullgraph=True)` cannot trace (the graph then just indexes).
+    """
+    if input_ids is not None and input_ids.numel() == 0:
         raise ValueError("input_ids is empty: give at least one token per row.")
-    low, high = int(input_ids.min()), int(input_ids.max())
-    if low < 0 or high >= config.vocab_size:
-        bad = low if low < 0 else high
+    if is_tracing(position_ids) or position_ids.numel() == 0:
+        return
+    values = [position_ids.max()]
+    if input_ids is not None:
+        values += [input_ids.min(), input_ids.max()]
+    highest_position, *id_range = torch.stack(values).tolist()
+    if id_range and (id_range[0] < 0 or id_range[1] >= config.vocab_size):
+        bad = id_range[0] if id_range[0] < 0 else id_range[1]
         raise ValueError(
             f"input_ids contains token id {bad}, outside the model's vocabulary [0, {config.vocab_size}). "
             "Was the text tokenized with this checkpoint's tokenizer?"
         )
-
-
-class XLMPreTrainedModel(PreTrainedModel):
-    """Capabilities shared by every family. Each family sets `config_class` on its own subclass."""
-
-    config_class = XLMBackboneConfig
-    base_model_prefix = "model"
-    supports_gradient_checkpointing = True
-    _no_split_modules = ["XLMBlock"]
-    _supports_sdpa = True
-    _supports_attention_backend = True
-
-    def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
-        # adaLN starts as the identity: zero shift, zero scale, zero gate (DiT).
-        if isinstance(module, XLMBlock) and module.adaln_modulation is not None:
-            init.zeros_(module.adaln_modulation.weight)
-            init.zeros_(module.adaln_modulation.bias)
-        if isinstance(module, XLMTransformer) and module.final_adaln_modulation is not None:
-            init.zeros_(module.final_adaln_modulation.weight)
-            init.zeros_(module.final_adaln_modulation.bias)
+    if highest_position >= config.max_position_embeddings:
+        raise ValueError(
+            f"The sequence needs position {highest_position} but the model was built for at most "
+            f"max_position_embeddings={config.max_position_embeddings} positions. Shorten the prompt or ask for "
+            "fewer new tokens."
+        )
 
 
 __all__ = [
     "XLMPreTrainedModel",
-    "XLMTransformer",
+    "XLMModel",
     "XLMBlock",
     "XLMAttention",
     "XLMMLP",
@@ -396,6 +498,7 @@ __all__ = [
     "XLMTimestepEmbedding",
     "apply_rotary_pos_emb",
     "build_attention_mask",
-    "check_input_ids",
+    "check_inputs",
+    "packed_sequence_ids",
     "positions_from_padding_mask",
 ]

@@ -5,8 +5,9 @@ from torch import nn
 from transformers import GenerationMixin
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.utils.deprecation import deprecate_kwarg
 
-from .backbone import XLMPreTrainedModel, XLMTransformer
+from .backbone import XLMModel, XLMPreTrainedModel
 from .configuration_arlm import ARLMConfig
 
 
@@ -24,7 +25,7 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
 
     def __init__(self, config: ARLMConfig):
         super().__init__(config)
-        self.model = XLMTransformer(config, is_causal=True)
+        self.model = XLMModel(config, is_causal=True, initialize=False)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
@@ -34,14 +35,16 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.model.embed_tokens = value
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         cache: Cache | None = None,
-        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
+        shift_labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
         output_hidden_states: bool | None = None,
@@ -51,65 +54,165 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
         r"""
+        cache (`Cache`, *optional*):
+            Keys and values of earlier tokens, updated in place; `past_key_values` is its deprecated name.
         labels (`torch.LongTensor` of shape `(batch, length)`, *optional*):
             Unshifted targets as in every transformers causal LM (`labels[i]` is predicted at position `i - 1`);
             `-100` marks positions without loss (prompt, padding).
+        shift_labels (`torch.LongTensor` of shape `(batch, length)`, *optional*):
+            Targets already shifted (`shift_labels[i]` is predicted at position `i`), as transformers' causal-LM
+            loss accepts them (e.g. from context parallelism); used instead of `labels`.
         num_items_in_batch (`int`, *optional*):
             Number of target tokens in the whole (accumulated, all-device) batch; when given the loss is the sum
             over this batch divided by it, so gradient accumulation gives the gradients of one big batch.
         """
-        if input_ids is None:
-            raise ValueError("ARLMForCausalLM needs input_ids.")
-        cache = cache if cache is not None else past_key_values
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
 
-        hidden_states, all_hidden_states, all_attentions = self.model(
+        outputs = self.model(
             input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
             cache=cache if use_cache else None,
-            output_hidden_states=bool(output_hidden_states),
-            output_attentions=bool(output_attentions),
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
         )
+        hidden_states = outputs.last_hidden_state
         if logits_to_keep:
             hidden_states = hidden_states[:, -logits_to_keep:, :]
         logits = self.lm_head(hidden_states)
 
         loss = None
-        if labels is not None:
-            loss = causal_lm_loss(logits, labels, num_items_in_batch)
+        if labels is not None or shift_labels is not None:
+            loss = causal_lm_loss(logits, labels, num_items_in_batch, shift_labels=shift_labels)
 
         output = CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
             cache=cache if use_cache else None,
-            hidden_states=all_hidden_states,
-            attentions=all_attentions,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
     def generate(self, inputs: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, **kwargs):
-        """transformers' `generate`, after laying out plain tokenized prompts as the model was trained on."""
+        """transformers' `generate`, after laying out the prompts as the model was trained on.
+
+        A prompt row that lacks the layout token gets it (`[BOS]` after the prompt, or before it for
+        `config.bos_position = "before_prompt"`); a row that already has it is left alone, so a sequence being
+        continued (from a returned `cache`, as assisted decoding's draft, or re-tokenized output) never gets a second
+        one. `inputs_embeds` and caller-supplied `position_ids` get the same layout as `input_ids`. The layout token
+        is not counted by the caller's `max_length` (it grows by the tokens added), and a caller's `max_length` wins
+        over a `max_new_tokens` saved in the generation config (lm-eval asks for lengths this way).
+        """
         input_ids = kwargs.pop("input_ids", inputs)
+        inputs_embeds = kwargs.get("inputs_embeds")
+        if input_ids is None and inputs_embeds is None:
+            return super().generate(None, attention_mask=attention_mask, **kwargs)
+        reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
+        if attention_mask is None:
+            attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
         if input_ids is not None:
-            input_ids, attention_mask = add_bos_to_prompts(input_ids, attention_mask, self.config)
-            max_length = self.config.max_position_embeddings
-            new_tokens = kwargs.get("max_new_tokens")
-            if new_tokens is not None and input_ids.shape[1] + new_tokens > max_length:
-                raise ValueError(
-                    f"The prompt takes {input_ids.shape[1]} positions (with [BOS]) and max_new_tokens={new_tokens}, "
-                    f"more than the model's max_position_embeddings={max_length}. Shorten the prompt or lower "
-                    "max_new_tokens."
-                )
+            source = prompt_layout(input_ids, attention_mask, self.config)
+        else:  # embeddings alone: a row holding the embedding of [BOS] is laid out
+            source = prompt_layout(None, attention_mask, self.config, has_layout=self._rows_embed_bos(inputs_embeds))
+        added = source.shape[1] - reference.shape[1]
+        if added:
+            self._check_cache_keeps_its_columns(source, kwargs.get("cache", kwargs.get("past_key_values")))
+            input_ids, attention_mask, kwargs = self._apply_layout(source, input_ids, attention_mask, kwargs)
+        if "max_length" in kwargs and kwargs.get("max_new_tokens") is None:
+            kwargs["max_new_tokens"] = None  # the caller's total length, not a saved number of new tokens
+            kwargs["max_length"] = min(kwargs["max_length"] + added, self.config.max_position_embeddings)
+        self._check_length(source.shape[1], kwargs)
         return super().generate(input_ids, attention_mask=attention_mask, **kwargs)
 
+    def lay_out_prompts(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The left-padded prompts as `generate` lays them out (for callers that count the positions they take)."""
+        return add_bos_to_prompts(input_ids, attention_mask, self.config)
 
-def causal_lm_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token cross-entropy over the targets (`labels[:, 1:] != -100`) and how many there are."""
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = labels[:, 1:].to(logits.device)
+    def _rows_embed_bos(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
+        """Per row: whether one of its positions is exactly the embedding of `[BOS]`."""
+        bos = self.config.bos_token_id
+        if bos is None:
+            return torch.zeros(inputs_embeds.shape[0], dtype=torch.bool, device=inputs_embeds.device)
+        bos_embedding = self.get_input_embeddings().weight[bos].to(inputs_embeds.dtype)
+        return inputs_embeds.eq(bos_embedding).all(-1).any(-1)
+
+    def _apply_layout(
+        self, source: torch.Tensor, input_ids: torch.Tensor | None, attention_mask: torch.Tensor, kwargs: dict
+    ) -> tuple[torch.Tensor | None, torch.Tensor, dict]:
+        """Rebuilds every per-column input (ids, mask, embeddings, positions) from `prompt_layout`'s `source`."""
+        kwargs = dict(kwargs)
+        inserted, padding = source.eq(LAYOUT_TOKEN), source.eq(PADDING)
+        columns = source.clamp(min=0)
+        config = self.config
+        pad = config.pad_token_id if config.pad_token_id is not None else config.bos_token_id
+        new_mask = (~padding).to(attention_mask.dtype)
+        if input_ids is not None:
+            input_ids = input_ids.gather(1, columns)
+            input_ids = input_ids.masked_fill(padding, pad).masked_fill(inserted, config.bos_token_id)
+        if (embeds := kwargs.get("inputs_embeds")) is not None:
+            embeds = embeds.gather(1, columns[..., None].expand(-1, -1, embeds.shape[-1]))
+            table = self.get_input_embeddings().weight.to(embeds.dtype)
+            embeds = torch.where(inserted[..., None], table[config.bos_token_id], embeds)
+            kwargs["inputs_embeds"] = torch.where(padding[..., None], table[pad], embeds)
+        if (position_ids := kwargs.get("position_ids")) is not None:
+            if config.bos_position != "after_prompt":
+                raise ValueError(
+                    "With position_ids, give prompts that already start with [BOS] (bos_position='before_prompt'): "
+                    "generate cannot tell which positions the added token should shift."
+                )
+            # the token after a prompt takes the position after the prompt's last one (0 after an empty prompt)
+            previous = torch.cat([source[:, :1], source[:, :-1]], dim=1)
+            after_last = position_ids.gather(1, previous.clamp(min=0)) + 1
+            after_last = after_last.masked_fill(previous.lt(0), 0)
+            positions = torch.where(inserted, after_last, position_ids.gather(1, columns))
+            kwargs["position_ids"] = positions.masked_fill(padding, 0)
+        return input_ids, new_mask, kwargs
+
+    @staticmethod
+    def _check_cache_keeps_its_columns(source: torch.Tensor, cache: Cache | None) -> None:
+        past_length = cache.get_seq_length() if cache is not None else 0
+        if past_length and not bool(source[:, :past_length].eq(torch.arange(past_length, device=source.device)).all()):
+            raise ValueError(
+                "Some prompts lack [BOS] and others have it, so adding it would move tokens the cache already holds. "
+                "When continuing from a cache, pass the returned sequences (they are laid out already)."
+            )
+
+    def _check_length(self, prompt_length: int, kwargs: dict) -> None:
+        """One clear error before generating past the positions the model has (instead of failing mid-way)."""
+        new_tokens = kwargs.get("max_new_tokens")
+        if new_tokens is None and "max_new_tokens" not in kwargs and "max_length" not in kwargs:
+            generation_config = kwargs.get("generation_config", self.generation_config)
+            new_tokens = getattr(generation_config, "max_new_tokens", None)
+        max_length = self.config.max_position_embeddings
+        if new_tokens is not None and prompt_length + new_tokens > max_length:
+            raise ValueError(
+                f"The prompt takes {prompt_length} positions (with [BOS]) and max_new_tokens={new_tokens}, "
+                f"more than the model's max_position_embeddings={max_length}. Shorten the prompt or lower "
+                "max_new_tokens (for the pipeline's handle_long_generation='hole', use the checkpoint's own "
+                "text-generation pipeline: pipeline('text-generation', model=folder_or_id, trust_remote_code=True))."
+            )
+
+def causal_lm_loss_sum(
+    logits: torch.Tensor, labels: torch.Tensor | None, shift_labels: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed next-token cross-entropy over the targets (`labels[:, 1:] != -100`) and how many there are.
+
+    With `shift_labels` (targets already aligned with `logits`) every position counts and `labels` is ignored.
+    """
+    if shift_labels is None:
+        shift_logits = logits[:, :-1, :].float()
+        shift_labels = labels[:, 1:].to(logits.device)
+    else:
+        shift_logits = logits.float()
+        shift_labels = shift_labels.to(logits.device)
     loss_sum = nn.functional.cross_entropy(
         shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100, reduction="sum"
     )
@@ -117,49 +220,77 @@ def causal_lm_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torc
 
 
 def causal_lm_loss(
-    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
+    logits: torch.Tensor,
+    labels: torch.Tensor | None,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    shift_labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Next-token cross-entropy; mean over target tokens, or sum / `num_items_in_batch` when that is given."""
-    loss_sum, count = causal_lm_loss_sum(logits, labels)
+    loss_sum, count = causal_lm_loss_sum(logits, labels, shift_labels)
     return loss_sum / (num_items_in_batch if num_items_in_batch is not None else count.clamp(min=1))
+
+
+# Entries of `prompt_layout`'s source map that are not columns of the given prompt.
+LAYOUT_TOKEN, PADDING = -1, -2
+
+
+def prompt_layout(
+    input_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor,
+    config: ARLMConfig,
+    has_layout: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Where each column of the laid-out, left-padded prompts comes from: `(batch, new_width)` holding a column of
+    the given prompts, `LAYOUT_TOKEN` for an added `[BOS]` or `PADDING`.
+
+    A row is laid out already when `[BOS]` is among its real tokens (`"after_prompt"`: a prompt that ends with it,
+    or a sequence being continued) or is its first real token (`"before_prompt"`); `has_layout` overrides this
+    per row. Other rows get `[BOS]`. Without additions the map is the identity.
+    """
+    batch_size, width = attention_mask.shape
+    identity = torch.arange(width, device=attention_mask.device).expand(batch_size, width)
+    bos, position = config.bos_token_id, getattr(config, "bos_position", "after_prompt")
+    if bos is None or position == "none":
+        return identity
+    real = attention_mask.bool()
+    if width > 0 and not bool(real[:, -1].all()):
+        raise ValueError(
+            "ARLM generation needs left-padded prompts (the last column is padding in some row). "
+            "Set `tokenizer.padding_side = 'left'` before tokenizing."
+        )
+    if has_layout is None:
+        is_bos = input_ids.eq(bos) & real
+        if position == "after_prompt":
+            has_layout = is_bos.any(-1)
+        else:  # the first real token of each row
+            first_real = real.long().argmax(-1, keepdim=True)
+            has_layout = is_bos.gather(1, first_real).squeeze(1)
+    if bool(has_layout.all()):
+        return identity
+
+    new_width = width + 1
+    source = torch.full((batch_size, new_width), PADDING, dtype=torch.long, device=attention_mask.device)
+    for row in range(batch_size):
+        row_source = identity[row][real[row]].tolist()
+        if not bool(has_layout[row]):
+            row_source = row_source + [LAYOUT_TOKEN] if position == "after_prompt" else [LAYOUT_TOKEN] + row_source
+        if row_source:
+            source[row, new_width - len(row_source) :] = torch.tensor(row_source, device=source.device)
+    return source
 
 
 def add_bos_to_prompts(
     input_ids: torch.Tensor, attention_mask: torch.Tensor | None, config: ARLMConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adds `[BOS]` where the model expects it, to rows that lack it; prompts must be left-padded."""
+    """The prompts laid out as `generate` lays them out (see `prompt_layout`); prompts must be left-padded."""
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    bos = config.bos_token_id
-    position = getattr(config, "bos_position", "after_prompt")
-    if bos is None or position == "none":
+    source = prompt_layout(input_ids, attention_mask, config)
+    if source.shape[1] == input_ids.shape[1]:
         return input_ids, attention_mask
-    if input_ids.shape[1] > 0 and not bool(attention_mask[:, -1].all()):
-        raise ValueError(
-            "ARLM generation needs left-padded prompts (the last column is padding in some row). "
-            "Set `tokenizer.padding_side = 'left'` before tokenizing."
-        )
-    if position == "after_prompt":
-        has_bos = input_ids[:, -1].eq(bos) if input_ids.shape[1] > 0 else torch.zeros(len(input_ids), dtype=torch.bool)
-    else:  # before_prompt: the first real token of each row
-        first_real = attention_mask.long().argmax(dim=-1)
-        has_bos = input_ids.gather(1, first_real[:, None]).squeeze(1).eq(bos) & attention_mask.any(-1).bool()
-    if bool(has_bos.all()):
-        return input_ids, attention_mask
-
-    batch_size, width = input_ids.shape
-    pad = config.pad_token_id if config.pad_token_id is not None else bos
-    new_ids = torch.full((batch_size, width + 1), pad, dtype=input_ids.dtype, device=input_ids.device)
-    new_mask = torch.zeros((batch_size, width + 1), dtype=attention_mask.dtype, device=attention_mask.device)
-    for row in range(batch_size):
-        real = input_ids[row][attention_mask[row].bool()]
-        if not bool(has_bos[row]):
-            real = torch.cat([real, real.new_tensor([bos])]) if position == "after_prompt" else torch.cat(
-                [real.new_tensor([bos]), real]
-            )
-        new_ids[row, width + 1 - len(real) :] = real
-        new_mask[row, width + 1 - len(real) :] = 1
-    return new_ids, new_mask
-
+    pad = config.pad_token_id if config.pad_token_id is not None else config.bos_token_id
+    new_ids = input_ids.gather(1, source.clamp(min=0))
+    new_ids = new_ids.masked_fill(source.eq(PADDING), pad).masked_fill(source.eq(LAYOUT_TOKEN), config.bos_token_id)
+    return new_ids, source.ne(PADDING).to(attention_mask.dtype)
 
 __all__ = ["ARLMForCausalLM"]

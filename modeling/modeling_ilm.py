@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers.utils import ModelOutput
+from transformers.utils.generic import is_tracing
 
-from .backbone import XLMPreTrainedModel, XLMTransformer
+from .backbone import XLMModel, XLMPreTrainedModel, packed_sequence_ids
 from .configuration_ilm import ILMConfig
 from .generation_ilm import ILMGenerationConfig, ILMGenerationMixin
 
@@ -78,7 +79,7 @@ class ILMModelForInsertionLM(XLMPreTrainedModel, ILMGenerationMixin):
 
     def __init__(self, config: ILMConfig):
         super().__init__(config)
-        self.model = XLMTransformer(config, is_causal=False)
+        self.model = XLMModel(config, is_causal=False, initialize=False)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.right_neighbor_proj = (
             nn.Linear(config.hidden_size, config.hidden_size, bias=False) if config.gap_head_right_neighbor else None
@@ -103,6 +104,7 @@ class ILMModelForInsertionLM(XLMPreTrainedModel, ILMGenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         cls_position: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
         target_positions: torch.LongTensor | None = None,
@@ -114,6 +116,9 @@ class ILMModelForInsertionLM(XLMPreTrainedModel, ILMGenerationMixin):
         **kwargs,
     ) -> ILMOutput | tuple:
         r"""
+        position_ids (`torch.LongTensor` of shape `(batch, length)`, *optional*):
+            Defaults to positions counted over real tokens. Packed rows (positions that restart within a row) are
+            refused: the stopping head reads one `[CLS]` per row.
         cls_position (`torch.LongTensor` of shape `(batch,)`, *optional*):
             Column of `[CLS]` in each row; defaults to the first real token (first 1 of `attention_mask`).
         labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
@@ -126,17 +131,24 @@ class ILMModelForInsertionLM(XLMPreTrainedModel, ILMGenerationMixin):
         num_items_in_batch (`int`, *optional*):
             Denominator of the loss (rows in the whole batch); defaults to this batch's rows.
         """
-        if input_ids is None:
-            raise ValueError("ILMModelForInsertionLM needs input_ids.")
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        inputs = input_ids if input_ids is not None else inputs_embeds
+        if inputs is None:
+            raise ValueError("ILMModelForInsertionLM needs input_ids or inputs_embeds.")
         if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        hidden_states, all_hidden_states, all_attentions = self.model(
+            attention_mask = torch.ones(inputs.shape[:2], dtype=torch.long, device=inputs.device)
+        if position_ids is not None and not is_tracing(position_ids):
+            check_not_packed(position_ids.expand(inputs.shape[0], -1), attention_mask)
+        outputs = self.model(
             input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            output_hidden_states=bool(output_hidden_states),
-            output_attentions=bool(output_attentions),
+            inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
         )
+        hidden_states = outputs.last_hidden_state
         gap_states = hidden_states
         if self.right_neighbor_proj is not None:
             # The gap after i lies between i and i + 1. Real tokens are contiguous in a row (padding only on the
@@ -174,10 +186,21 @@ class ILMModelForInsertionLM(XLMPreTrainedModel, ILMGenerationMixin):
             stopping_logits=stopping_logits,
             insertion_loss=insertion_loss,
             stopping_loss=stopping_loss,
-            hidden_states=all_hidden_states,
-            attentions=all_attentions,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
+
+
+def check_not_packed(position_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+    """One clear error for packed rows: the stopping head and the loss read one `[CLS]` per row, so several
+    sequences in a row would share (and mix) their stopping decision."""
+    if bool((packed_sequence_ids(position_ids, attention_mask).amax(dim=-1) > 1).any()):
+        raise ValueError(
+            "The ILM does not take packed sequences (position_ids that restart within a row): its stopping head "
+            "reads one [CLS] per row. Give one sequence per row, padded (e.g. DataCollatorWithPadding instead of "
+            "DataCollatorWithFlattening)."
+        )
 
 
 def first_real_position(attention_mask: torch.Tensor) -> torch.Tensor:

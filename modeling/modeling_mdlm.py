@@ -11,7 +11,7 @@ from torch import nn
 from transformers import initialization as init
 from transformers.modeling_outputs import MaskedLMOutput
 
-from .backbone import XLMPreTrainedModel, XLMTransformer
+from .backbone import XLMModel, XLMPreTrainedModel, packed_sequence_ids
 from .configuration_mdlm import MDLMConfig
 from .generation_mdlm import MDLMGenerationConfig, MDLMGenerationMixin
 
@@ -30,7 +30,7 @@ class MDLMForMaskedDiffusionLM(XLMPreTrainedModel, MDLMGenerationMixin):
 
     def __init__(self, config: MDLMConfig):
         super().__init__(config)
-        self.model = XLMTransformer(config, is_causal=False)
+        self.model = XLMModel(config, is_causal=False, initialize=False)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
@@ -55,6 +55,7 @@ class MDLMForMaskedDiffusionLM(XLMPreTrainedModel, MDLMGenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         noise_level: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
@@ -64,8 +65,12 @@ class MDLMForMaskedDiffusionLM(XLMPreTrainedModel, MDLMGenerationMixin):
         **kwargs,
     ) -> MaskedLMOutput | tuple:
         r"""
-        noise_level (`torch.Tensor` of shape `(batch,)`, *optional*):
-            Total noise sigma(t) of each row (not t). Estimated from the masked fraction when omitted.
+        position_ids (`torch.LongTensor` of shape `(batch, length)`, *optional*):
+            Defaults to positions counted over real tokens. Positions that restart within a row pack several
+            sequences into it (as `DataCollatorWithFlattening` does); attention stays within each.
+        noise_level (`torch.Tensor` of shape `(batch,)` or `(batch, length)`, *optional*):
+            Total noise sigma(t) of each row, or of each token (packed sequences with their own t); not t. When
+            omitted it is estimated from the masked fraction of each (packed) sequence; needs `input_ids` then.
         labels (`torch.LongTensor` of shape `(batch, length)`, *optional*):
             Clean ids at the positions that count, -100 elsewhere. The loss returned here is the unweighted
             cross-entropy at `[MASK]` inputs, summed and divided by the number of labels; the MDLM objective with
@@ -73,21 +78,28 @@ class MDLMForMaskedDiffusionLM(XLMPreTrainedModel, MDLMGenerationMixin):
         num_items_in_batch (`int`, *optional*):
             Counted positions in the whole (accumulated, all-device) batch; the loss is then sum / this number.
         """
-        if input_ids is None:
-            raise ValueError("MDLMForMaskedDiffusionLM needs input_ids.")
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         if self.config.time_conditioning and noise_level is None:
-            noise_level = self.estimate_noise_level(input_ids, attention_mask)
-        hidden_states, all_hidden_states, all_attentions = self.model(
+            if input_ids is None:
+                raise ValueError(
+                    "With inputs_embeds, pass noise_level: it is estimated from the [MASK]s among input_ids."
+                )
+            noise_level = self.estimate_noise_level(input_ids, attention_mask, position_ids)
+        outputs = self.model(
             input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
             noise_level=noise_level if self.config.time_conditioning else None,
-            output_hidden_states=bool(output_hidden_states),
-            output_attentions=bool(output_attentions),
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
         )
-        logits = self.lm_head(hidden_states)
+        logits = self.lm_head(outputs.last_hidden_state)
         loss = None
         if labels is not None:
+            if input_ids is None:
+                raise ValueError("The loss counts only positions whose input is [MASK]: pass input_ids with labels.")
             labels = labels.to(logits.device)
             # the loss counts only where the input is [MASK]; labels may also mark visible maskable positions
             # (the ELBO normaliser), which then only count in the denominator
@@ -103,21 +115,34 @@ class MDLMForMaskedDiffusionLM(XLMPreTrainedModel, MDLMGenerationMixin):
             )
             loss = loss / denominator
         output = MaskedLMOutput(
-            loss=loss, logits=logits, hidden_states=all_hidden_states, attentions=all_attentions
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
     def estimate_noise_level(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """sigma(t) of the time at which the schedule masks the row's fraction of `[MASK]` among real tokens."""
+        """sigma(t) of the time at which the schedule masks the fraction of `[MASK]` among real tokens: one value
+        per row `(batch,)`, or, when `position_ids` are given, one per token `(batch, length)` from the fraction in
+        its own packed sequence."""
         real = (
             attention_mask.bool()
             if attention_mask is not None
             else torch.ones_like(input_ids, dtype=torch.bool)
         )
-        masked = (input_ids.eq(self.config.mask_token_id) & real).sum(-1).float()
-        fraction = masked / real.sum(-1).clamp(min=1).float()
+        masked = input_ids.eq(self.config.mask_token_id) & real
+        if position_ids is None:
+            fraction = masked.sum(-1).float() / real.sum(-1).clamp(min=1).float()
+        else:
+            # count per packed sequence (ids 0..length), then give each token its sequence's fraction
+            sequence_ids = packed_sequence_ids(position_ids.expand_as(input_ids), real)
+            counts = torch.zeros(input_ids.shape[0], input_ids.shape[1] + 1, device=input_ids.device)
+            masked_counts = counts.scatter_add(1, sequence_ids, masked.float())
+            real_counts = counts.scatter_add(1, sequence_ids, real.float())
+            fraction = (masked_counts / real_counts.clamp(min=1)).gather(1, sequence_ids)
         schedule = self.noise_schedule
         return schedule.sigma(schedule.t_from_mask_probability(fraction).clamp(0.0, 1.0))
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import MaskedLMOutput
 
-from .backbone import XLMPreTrainedModel, XLMTransformer
+from .backbone import XLMModel, XLMPreTrainedModel
 from .configuration_mlm import MLMConfig
 from .generation_mlm import MLMGenerationConfig, MLMGenerationMixin
 
@@ -27,7 +27,7 @@ class MLMForMaskedLM(XLMPreTrainedModel, MLMGenerationMixin):
 
     def __init__(self, config: MLMConfig):
         super().__init__(config)
-        self.model = XLMTransformer(config, is_causal=False)
+        self.model = XLMModel(config, is_causal=False, initialize=False)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
@@ -42,6 +42,7 @@ class MLMForMaskedLM(XLMPreTrainedModel, MLMGenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
@@ -50,27 +51,31 @@ class MLMForMaskedLM(XLMPreTrainedModel, MLMGenerationMixin):
         **kwargs,
     ) -> MaskedLMOutput | tuple:
         r"""
+        position_ids (`torch.LongTensor` of shape `(batch, length)`, *optional*):
+            Defaults to positions counted over real tokens. Positions that restart within a row pack several
+            sequences into it (as `DataCollatorWithFlattening` does); attention stays within each.
         labels (`torch.LongTensor` of shape `(batch, length)`, *optional*):
             Clean token ids at the positions that count (the masked ones), `-100` elsewhere. Not shifted.
         num_items_in_batch (`int`, *optional*):
             Number of counted positions in the whole (accumulated, all-device) batch; the loss is then the sum over
             this batch divided by it.
         """
-        if input_ids is None:
-            raise ValueError("MLMForMaskedLM needs input_ids.")
-        hidden_states, all_hidden_states, all_attentions = self.model(
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.model(
             input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            output_hidden_states=bool(output_hidden_states),
-            output_attentions=bool(output_attentions),
+            inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
         )
-        logits = self.lm_head(hidden_states)
+        logits = self.lm_head(outputs.last_hidden_state)
         loss = masked_lm_loss(logits, labels, num_items_in_batch) if labels is not None else None
         output = MaskedLMOutput(
-            loss=loss, logits=logits, hidden_states=all_hidden_states, attentions=all_attentions
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
 
 def masked_lm_loss(

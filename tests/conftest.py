@@ -19,6 +19,21 @@ torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+def pytest_configure(config):
+    # markers that transformers' common tests (tests/test_transformers_common.py) put on their tests
+    for marker in (
+        "flash_attn_test",
+        "flash_attn_3_test",
+        "flash_attn_4_test",
+        "torch_compile_test",
+        "is_pipeline_test",
+        "accelerate_tests",
+        "is_training_test",
+        "slow",
+    ):
+        config.addinivalue_line("markers", f"{marker}: used by transformers' common model tests")
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """One cache of generated tasks for the whole session (star_easy is generated at most once)."""
