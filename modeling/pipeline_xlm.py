@@ -17,6 +17,12 @@ infiller("The [MASK] sat on the mat")
   but not for an insertion model (`[CLS] prompt [BOS] ...`). This pipeline asks the model's output which tokens are
   new (`output_start_idx` of masked generation, the insertion history of ILM generation). Every keyword that is not
   a pipeline option goes to `model.generate` (`num_steps=`, `sampler=`, `stopping_threshold=`, ...).
+- `text-generation` of the autoregressive family (`XLMCausalTextGenerationPipeline`): transformers' own pipeline,
+  with two differences that come from the prompt layout. `handle_long_generation="hole"` keeps room for the
+  `[BOS]` that `generate` adds after the prompt, and the full text joins prompt and continuation as the
+  tokenizer decodes them together (a word-level tokenizer puts a space between words; transformers' pipeline
+  glues the decoded continuation to the prompt text, which only works for tokenizers whose tokens carry their
+  leading space).
 - `infill` (`XLMInfillPipeline`): every `[MASK]` (the tokenizer's mask token) of the text is filled. Masked models
   put exactly one token per `[MASK]`; insertion models treat a run of `[MASK]`s as one gap of free length. Returns the
   filled text and the text of each gap.
@@ -28,6 +34,7 @@ from typing import Any
 
 import torch
 from transformers import Pipeline
+from transformers.pipelines.text_generation import ReturnType, TextGenerationPipeline
 
 PIPELINE_OPTIONS = ("return_full_text", "skip_special_tokens", "clean_up_tokenization_spaces")
 
@@ -178,6 +185,65 @@ class XLMTextGenerationPipeline(_XLMPipelineBase):
         return records
 
 
+class XLMCausalTextGenerationPipeline(TextGenerationPipeline):
+    """transformers' text-generation pipeline for the autoregressive family (see the module docstring).
+
+    Every option of transformers' pipeline works as documented there; only `handle_long_generation="hole"` and
+    the full text (`return_full_text=True`, the default) differ, as the layout of the prompt requires.
+    """
+
+    def preprocess(self, prompt_text, prefix="", handle_long_generation=None, **kwargs):
+        inputs = super().preprocess(prompt_text, prefix=prefix, **kwargs)
+        if handle_long_generation == "hole":
+            self._keep_room_for_generation(inputs, kwargs)
+        return inputs
+
+    def _keep_room_for_generation(self, inputs: dict[str, Any], generate_kwargs: dict[str, Any]) -> None:
+        """Drops the prompt's oldest tokens so that, laid out by `generate`, it leaves room for the new tokens."""
+        input_ids = inputs["input_ids"]
+        attention_mask = inputs.get("attention_mask")
+        # the lengths `generate` will get, read as the parent's "hole" reads them
+        params = self._get_set_generation_params(self._prepare_generate_kwargs(generate_kwargs))
+        new_tokens = params.get("max_new_tokens")
+        if new_tokens is None:
+            new_tokens = params["max_length"] - input_ids.shape[-1]
+            if new_tokens < 0:
+                raise ValueError("We cannot infer how many new tokens are expected: pass max_new_tokens.")
+        layout_tokens = 0
+        if hasattr(self.model, "lay_out_prompts") and input_ids.shape[-1] > 0:
+            layout_tokens = self.model.lay_out_prompts(input_ids, attention_mask)[0].shape[-1] - input_ids.shape[-1]
+        limit = min(self.tokenizer.model_max_length, self.model.config.max_position_embeddings)
+        keep_length = limit - new_tokens - layout_tokens
+        if keep_length <= 0:
+            raise ValueError(
+                f"handle_long_generation='hole' cannot make room for max_new_tokens={new_tokens}: the model has "
+                f"{limit} positions ({layout_tokens} taken by the prompt layout). Ask for fewer new tokens."
+            )
+        if input_ids.shape[-1] > keep_length:
+            inputs["input_ids"] = input_ids[:, -keep_length:]
+            if attention_mask is not None:
+                inputs["attention_mask"] = attention_mask[:, -keep_length:]
+
+    def postprocess(self, model_outputs, return_type=ReturnType.FULL_TEXT, **kwargs):
+        records = super().postprocess(model_outputs, return_type=return_type, **kwargs)
+        prompt_text = model_outputs["prompt_text"]
+        if return_type != ReturnType.FULL_TEXT or not isinstance(prompt_text, str):
+            return records
+        input_ids = model_outputs["input_ids"]
+        width = 0 if input_ids is None else input_ids.shape[-1]
+        decode_options = {
+            "skip_special_tokens": kwargs.get("skip_special_tokens") is not False,
+            "clean_up_tokenization_spaces": kwargs.get("clean_up_tokenization_spaces"),
+        }
+        for record, sequence in zip(records, model_outputs["generated_sequence"][0].tolist()):
+            # decoded together, prompt and continuation are separated as the tokenizer separates tokens
+            whole = self.tokenizer.decode(sequence, **decode_options)
+            prompt = self.tokenizer.decode(sequence[:width], **decode_options)
+            if width and whole.startswith(prompt):
+                record["generated_text"] = prompt_text + whole[len(prompt) :]
+        return records
+
+
 class XLMInfillPipeline(_XLMPipelineBase):
     """Fills the `[MASK]`s of a text (see the module docstring).
 
@@ -275,4 +341,4 @@ class XLMInfillPipeline(_XLMPipelineBase):
         return records
 
 
-__all__ = ["XLMTextGenerationPipeline", "XLMInfillPipeline", "new_token_mask"]
+__all__ = ["XLMTextGenerationPipeline", "XLMCausalTextGenerationPipeline", "XLMInfillPipeline", "new_token_mask"]

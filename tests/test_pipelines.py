@@ -39,9 +39,16 @@ def test_export_registers_the_pipelines(exported):
 
     for name, folder in exported.items():
         config = json.loads((folder / "config.json").read_text())
-        if name == "arlm":  # transformers' own text-generation pipeline, through AutoModelForCausalLM
-            assert "custom_pipelines" not in config and "AutoModelForCausalLM" in config["auto_map"]
-            assert not (folder / "pipeline_xlm.py").exists()
+        if name == "arlm":  # transformers' own text-generation pipeline, subclassed for the prompt layout
+            assert "AutoModelForCausalLM" in config["auto_map"]
+            assert config["custom_pipelines"] == {
+                "text-generation": {
+                    "impl": "pipeline_xlm.XLMCausalTextGenerationPipeline",
+                    "pt": ["AutoModelForCausalLM"],
+                    "type": "text",
+                }
+            }
+            assert "pipeline_xlm.py" in hub_files(folder)
             continue
         assert set(config["custom_pipelines"]) == {"text-generation", "infill"}
         assert config["custom_pipelines"]["infill"]["impl"] == "pipeline_xlm.XLMInfillPipeline"
@@ -86,6 +93,20 @@ for name, folder in folders.items():
     else:
         direct = tokenizer.decode(out.sequences[0, out.output_start_idx:], skip_special_tokens=True)
     entry = {"one_by_one": one_by_one, "batched": batched, "full": full, "direct": direct}
+    entry["pipeline_class"] = type(generator).__name__
+    if name == "arlm":
+        # "hole" drops the oldest prompt tokens so that prompt, [BOS] and the new tokens fit in the 48 positions
+        long_prompt = " ".join(["1"] * 60)
+        entry["hole"] = generator(long_prompt, handle_long_generation="hole", return_full_text=False, **knobs)[0]["generated_text"]
+        encoded = tokenizer([" ".join(["1"] * (48 - 4 - 1))], return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(**encoded, **knobs)
+        entry["hole_direct"] = tokenizer.decode(out[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+        try:
+            generator(long_prompt, handle_long_generation="hole", max_new_tokens=48, do_sample=False)
+            entry["hole_error"] = None
+        except ValueError as error:
+            entry["hole_error"] = str(error)
     if name != "arlm":
         samples = generator(PROMPTS[1], return_full_text=False, num_return_sequences=2, **{**knobs, "seed": 1})
         entry["num_return_sequences"] = len(samples)
@@ -125,10 +146,7 @@ def test_text_generation_pipeline_gives_the_continuation(isolated_report, name):
     for prompt, new, full in zip(["18 3 14 11 3 16 10 4", "1 2 3", "7"], entry["one_by_one"], entry["full"]):
         tokens = new.split()
         assert len(tokens) == 4 and all(t.isdigit() and int(t) < 20 for t in tokens)
-        if name != "arlm":  # ours keep one space between prompt and continuation
-            assert full == f"{prompt} {new}"
-        else:  # transformers' pipeline glues the decoded continuation to the prompt text
-            assert full == prompt + new
+        assert full == f"{prompt} {new}"  # one space between prompt and continuation, as the tokenizer decodes
     assert entry["one_by_one"][0] == entry["direct"]
     assert entry["batched"] == entry["one_by_one"]  # left padding in a batch changes nothing
 
@@ -163,3 +181,11 @@ def test_fill_mask_pipeline_ranks_the_models_tokens(isolated_report, name):
         assert r["sequence"] == (f"1 2 {r['token_str']} 4" if r["token"] not in SPECIAL_IDS else "1 2 4")
     scores = [r["score"] for r in results]
     assert scores == sorted(scores, reverse=True) and sum(scores) <= 1.0 + 1e-6
+
+
+def test_arlm_pipeline_is_transformers_own_with_room_for_the_layout(isolated_report):
+    entry = isolated_report["arlm"]
+    assert entry["pipeline_class"] == "XLMCausalTextGenerationPipeline"
+    # "hole" keeps the last 48 - 4 - 1 prompt tokens: the same continuation as generating from them directly
+    assert len(entry["hole"].split()) == 4 and entry["hole"] == entry["hole_direct"]
+    assert "max_new_tokens=48" in entry["hole_error"]
