@@ -10,10 +10,18 @@
 
 Errors in what the user asked for (unknown experiment, key, task; bad model folder; bad prompt) print one line
 starting with `error:` and exit with status 2.
+
+`train` and `eval` also run under a launcher, one process per device (CPU cores use gloo):
+
+    torchrun --nproc_per_node 2 $(which xlm-hf) train star_easy_ilm
+    accelerate launch --multi_gpu --num_processes 2 $(which xlm-hf) train star_easy_ilm
+
+Only the main process prints the final JSON line.
 """
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -88,8 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args)
     except ValueError as error:  # our errors are ValueErrors that say what to fix
-        print(f"error: {error}", file=sys.stderr)
+        from .jobs import LaunchError
+
+        # a launch error is the same on every process: the first one says it
+        if not isinstance(error, LaunchError) or os.environ.get("RANK", "0") == "0":
+            print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _is_main_process() -> bool:
+    """False on the other processes of a multi-process launch (the process group is set up by then)."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -110,7 +129,8 @@ def _run(args: argparse.Namespace) -> int:
 
         experiment = prepare_experiment(args.experiment, args.overrides, debug=args.debug)
         summary = train(experiment)
-        print(json.dumps(summary))
+        if _is_main_process():
+            print(json.dumps(summary))
         return 0
 
     if args.command == "eval":
@@ -125,7 +145,8 @@ def _run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             cache_dir=args.cache_dir,
         )
-        print(json.dumps(results["metrics"]))
+        if _is_main_process():
+            print(json.dumps(results["metrics"]))
         return 0
 
     if args.command == "generate":

@@ -1,4 +1,10 @@
-"""The jobs behind the CLI: train an experiment, evaluate a saved model, generate from a saved model."""
+"""The jobs behind the CLI: train an experiment, evaluate a saved model, generate from a saved model.
+
+`train` and `evaluate` run under a multi-process launcher as well (`torchrun --nproc_per_node N`,
+`accelerate launch --multi_gpu --num_processes N`): data-parallel training (gloo on CPU, NCCL on GPUs), generation
+evaluated in shards and gathered, and one export, written by the main process. `check_launch` refuses the launches
+that would otherwise go wrong without a word.
+"""
 
 import json
 import math
@@ -18,6 +24,8 @@ from .tasks import get_task, load_task, tokenize_seq2seq
 from .trainer import EvalTask
 
 DEBUG_MODES = ("overfit", "small_data")
+# Where launchers put the number of processes: torchrun / accelerate (WORLD_SIZE), MPI (the others).
+WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 DEFAULT_EVAL_TASKS = {
     "lm": {"kind": "loss", "split": "validation"},
     "prediction": {"kind": "generate", "split": "validation", "metrics": ["exact_match", "token_accuracy"]},
@@ -108,6 +116,60 @@ def build_eval_tasks(
     return tasks
 
 
+class LaunchError(ValueError):
+    """A multi-process launch that would not run what was asked (one process, or several that ignore each
+    other); the same on every process, so the CLI reports it once."""
+
+
+def launched_world_size() -> int:
+    """How many processes the launcher started (1 without a launcher)."""
+    for name in WORLD_SIZE_VARIABLES:
+        if os.environ.get(name):
+            return int(os.environ[name])
+    return 1
+
+
+def _ddp_device_available() -> bool:
+    """Whether accelerate can run data parallelism on an accelerator here (MPS has no process-group backend)."""
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    if accelerator is None:
+        return torch.cuda.is_available()
+    device = accelerator.current_accelerator() if accelerator.is_available() else None
+    return device is not None and device.type != "mps"
+
+
+def check_launch(options: dict[str, Any]) -> None:
+    """Makes `options` (TrainingArguments keywords) run the launch that was asked for, or stops with one error.
+
+    - `accelerate launch --num_processes N` without `--multi_gpu` on a machine without several GPUs (with or
+      without `--cpu`) starts ONE process; it exports MASTER_ADDR for the N it was asked for, which is how this
+      shows.
+    - `torchrun` (or `accelerate launch --multi_gpu`) on a machine without GPUs: accelerate finds no
+      process-group backend unless `use_cpu` is set, so every process would train alone (and all would write to
+      one output folder). `use_cpu` is set here: gloo data parallelism on the CPUs, as asked.
+    """
+    world_size = launched_world_size()
+    if "ACCELERATE_USE_CPU" in os.environ and "MASTER_ADDR" in os.environ and world_size == 1:
+        raise LaunchError(
+            "`accelerate launch` started 1 process although several were asked (MASTER_ADDR is set, WORLD_SIZE is "
+            "not): it starts several only with --multi_gpu, on CPUs too. Run `accelerate launch --multi_gpu "
+            "--num_processes N $(which xlm-hf) ...` or `torchrun --nproc_per_node N $(which xlm-hf) ...`."
+        )
+    if world_size > 1 and not options.get("use_cpu") and not _ddp_device_available():
+        options["use_cpu"] = True
+
+
+def _check_world_size(args: TrainingArguments) -> None:
+    """After TrainingArguments set up the processes: every launched process must be part of one group."""
+    world_size = launched_world_size()
+    if args.world_size != world_size:
+        raise LaunchError(
+            f"The launcher started {world_size} processes but each would run alone (world size "
+            f"{args.world_size}), all writing to {args.output_dir}: this device has no process-group backend; "
+            "add training.use_cpu=true to train on the CPUs with gloo, or launch one process."
+        )
+
+
 def training_arguments(experiment: dict[str, Any]) -> TrainingArguments:
     options = dict(experiment.get("training", {}))
     options.setdefault("output_dir", f"outputs/{experiment.get('name', 'experiment')}")
@@ -118,7 +180,10 @@ def training_arguments(experiment: dict[str, Any]) -> TrainingArguments:
     options.setdefault("dataloader_pin_memory", torch.cuda.is_available())
     if not experiment.get("eval_tasks") and options.get("eval_strategy", "no") != "no":
         experiment["eval_tasks"] = dict(DEFAULT_EVAL_TASKS)
-    return TrainingArguments(**options)
+    check_launch(options)
+    args = TrainingArguments(**options)
+    _check_world_size(args)
+    return args
 
 
 def train(experiment: dict[str, Any]) -> dict[str, Any]:
@@ -139,8 +204,10 @@ def train(experiment: dict[str, Any]) -> dict[str, Any]:
     generation.setdefault("max_new_tokens", block_size)
     model.generation_config.update(**generation)
 
-    splits = load_task(data_args.task, data_args.cache_dir)
-    splits = {name: tokenize_seq2seq(split, tokenizer) for name, split in splits.items()}
+    # One process generates (or reads) the task and tokenizes it; the others then read the cache it wrote.
+    with args.main_process_first(desc=f"preparing {data_args.task}"):
+        splits = load_task(data_args.task, data_args.cache_dir)
+        splits = {name: tokenize_seq2seq(split, tokenizer) for name, split in splits.items()}
     if data_args.train_split not in splits:
         raise ExperimentError(f"data.train_split={data_args.train_split!r} is not a split of {data_args.task}.")
     train_dataset = splits[data_args.train_split]
@@ -163,19 +230,26 @@ def train(experiment: dict[str, Any]) -> dict[str, Any]:
         generation_kwargs=generation,
     )
     train_output = trainer.train()
-    final_metrics = trainer.evaluate() if eval_tasks else {}
+    # Trainer evaluated at the last step already: its metrics, not a second evaluation.
+    final_metrics = trainer.final_evaluation() if eval_tasks else {}
+    trainer.save_state()  # output_dir/trainer_state.json: the log history (never pushed)
 
-    export_model(trainer.model, tokenizer, args.output_dir, family, experiment=experiment)
+    # One process writes the folder; the others wait, so none exits before the export is complete.
+    if trainer.is_world_process_zero():
+        export_model(trainer.model, tokenizer, args.output_dir, family, experiment=experiment)
+    trainer.accelerator.wait_for_everyone()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     summary = {
         "output_dir": str(args.output_dir),
+        "world_size": args.world_size,
         "global_step": trainer.state.global_step,
         "train_loss": train_output.training_loss,
         "final_logged_loss": losses[-1] if losses else None,
         "train_runtime": train_output.metrics.get("train_runtime"),
         **final_metrics,
     }
-    if hub_push:  # training.push_to_hub: the exported folder, not Trainer's output_dir
+    # training.push_to_hub: the exported folder (not Trainer's output_dir), once
+    if hub_push and trainer.is_world_process_zero():
         summary["hub"] = push_after_training(hub_push, args.output_dir)
     return summary
 
@@ -211,25 +285,29 @@ def evaluate(
         raise ValueError(
             f"The model's tokenizer ({len(tokenizer)} tokens) does not match task {data_args.task!r}'s vocabulary."
         )
-    splits = load_task(data_args.task, data_args.cache_dir)
-    if split not in splits:
-        raise ValueError(f"Task {data_args.task!r} has no split {split!r}; it has {list(splits)}.")
-    splits = {split: tokenize_seq2seq(splits[split], tokenizer)}
-    eval_tasks = build_eval_tasks(family, experiment, tokenizer, splits, split=split, limit=limit)
-
     # results and predictions go next to the model only when it is a local folder of ours: a Hub id resolves to
     # a snapshot in the shared Hub cache, which must stay a pristine copy of the repo
     writable = Path(model_path).is_dir() and os.access(model_dir, os.W_OK)
     with tempfile.TemporaryDirectory() as scratch:
         # predictions/<task>/*.jsonl go next to the model when the folder is ours (not a read-only Hub cache)
-        args = TrainingArguments(
-            output_dir=str(model_dir) if writable else scratch,
-            per_device_eval_batch_size=batch_size or experiment.get("training", {}).get("per_device_eval_batch_size", 64),
-            report_to="none",
-            remove_unused_columns=False,
-            label_names=["labels"],
-            dataloader_pin_memory=torch.cuda.is_available(),
-        )
+        options = {
+            "output_dir": str(model_dir) if writable else scratch,
+            "per_device_eval_batch_size": batch_size
+            or experiment.get("training", {}).get("per_device_eval_batch_size", 64),
+            "report_to": "none",
+            "remove_unused_columns": False,
+            "label_names": ["labels"],
+            "dataloader_pin_memory": torch.cuda.is_available(),
+        }
+        check_launch(options)
+        args = TrainingArguments(**options)
+        _check_world_size(args)
+        with args.main_process_first(desc=f"preparing {data_args.task}"):
+            splits = load_task(data_args.task, data_args.cache_dir)
+            if split not in splits:
+                raise ValueError(f"Task {data_args.task!r} has no split {split!r}; it has {list(splits)}.")
+            splits = {split: tokenize_seq2seq(splits[split], tokenizer)}
+        eval_tasks = build_eval_tasks(family, experiment, tokenizer, splits, split=split, limit=limit)
         trainer = family.trainer_class(
             model=model,
             args=args,
@@ -242,9 +320,10 @@ def evaluate(
         "task": data_args.task,
         "split": split,
         "num_examples": len(splits[split]) if limit is None else min(limit, len(splits[split])),
+        "split_size": len(splits[split]),  # the card tells a `--limit` run from the whole split
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)},
     }
-    if writable:
+    if writable and trainer.is_world_process_zero():
         tmp = model_dir / (RESULTS_FILE + ".tmp")
         tmp.write_text(json.dumps(results, indent=2))
         os.replace(tmp, model_dir / RESULTS_FILE)
@@ -277,4 +356,14 @@ def generate(
     return texts
 
 
-__all__ = ["train", "evaluate", "generate", "prepare_experiment", "build_eval_tasks", "DEBUG_MODES"]
+__all__ = [
+    "train",
+    "evaluate",
+    "generate",
+    "prepare_experiment",
+    "build_eval_tasks",
+    "check_launch",
+    "launched_world_size",
+    "LaunchError",
+    "DEBUG_MODES",
+]

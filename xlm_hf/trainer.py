@@ -6,6 +6,10 @@ An eval task is the HF form of an xlm-core dataset manager: a dataset, its own c
   `evaluate` metrics score the result (`eval_<task>_<metric>`), and every generation is written to
   `<output_dir>/predictions/<task>/step=<S>.jsonl` (prompt, generated text, target).
 
+Under several processes (torchrun, accelerate launch), loss tasks are sharded by Trainer itself; generation tasks
+deal whole batches out to the processes and gather the predictions back in dataset order, so metrics and the
+predictions file are those of a one-process evaluation.
+
 Family trainers subclass this and implement `compute_loss` (sum over the batch divided by
 `num_items_in_batch`, see `normalize_loss`) and `predict_targets`.
 """
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import gather_object
 from datasets import Dataset
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -65,6 +70,8 @@ class XLMTrainer(Trainer):
     ):
         self.eval_tasks = eval_tasks or {}
         self.generation_kwargs = dict(generation_kwargs or {})
+        # (global step, metrics) of the latest evaluation; see `final_evaluation`
+        self.last_evaluation: tuple[int, dict[str, float]] | None = None
         if kwargs.get("eval_dataset") is None and self.eval_tasks:
             # Trainer insists on an eval dataset when eval_strategy is set; ours come from the tasks.
             kwargs["eval_dataset"] = next(iter(self.eval_tasks.values())).dataset
@@ -110,7 +117,20 @@ class XLMTrainer(Trainer):
                 metrics.update(self._evaluate_loss(task, ignore_keys, prefix))
             else:
                 metrics.update(self._evaluate_generation(task, prefix))
+        self.last_evaluation = (self.state.global_step, metrics)
         return metrics
+
+    def final_evaluation(self) -> dict[str, float]:
+        """The eval-task metrics of the model as training left it.
+
+        Trainer already evaluates at the last step (`eval_strategy` "steps" or "epoch"); evaluating again after
+        `train()` would log a second, different result for the same step (the masked families' loss draws new
+        noise) and, with TensorBoard, open a second event file. So this returns that evaluation's metrics, and
+        evaluates only when training ran none at its last step.
+        """
+        if self.last_evaluation is not None and self.last_evaluation[0] == self.state.global_step:
+            return dict(self.last_evaluation[1])
+        return self.evaluate()
 
     def _evaluate_loss(self, task: EvalTask, ignore_keys: list[str] | None, prefix: str) -> dict[str, float]:
         training_collator = self.data_collator
@@ -122,34 +142,44 @@ class XLMTrainer(Trainer):
 
     @torch.no_grad()
     def _evaluate_generation(self, task: EvalTask, prefix: str) -> dict[str, float]:
-        if not self.is_world_process_zero():
-            return {}
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
         tokenizer = self.processing_class
-        loader = DataLoader(
-            task.dataset,
-            batch_size=self.args.per_device_eval_batch_size,
-            collate_fn=task.collator,
-            shuffle=False,
-        )
+        # Whole batches are dealt out round robin, so each one is exactly the batch a single process would
+        # generate (same rows, same padding): the gathered predictions do not depend on the number of processes.
+        batch_size = self.args.per_device_eval_batch_size
+        batches = [
+            list(range(start, min(start + batch_size, len(task.dataset))))
+            for start in range(0, len(task.dataset), batch_size)
+        ]
+        shard = list(range(len(batches)))[self.args.process_index :: self.args.world_size]
+        loader = DataLoader(task.dataset, batch_sampler=[batches[i] for i in shard], collate_fn=task.collator)
+        # Each batch draws from its own seeded generator state (sampled decoding gives the same text whichever
+        # process generates it), and the training run's random state is left as it was.
+        rng_devices = [model.device] if model.device.type == "cuda" else []
         start = time.perf_counter()
-        predictions, references, rows = [], [], []
-        for batch in tqdm(loader, desc=f"Generating ({task.name})", leave=False):
+        rows = []  # (example index, prediction ids, reference ids, row of the predictions file)
+        show_progress = self.is_local_process_zero() and not self.args.disable_tqdm
+        progress = tqdm(loader, desc=f"Generating ({task.name})", leave=False, disable=not show_progress)
+        for batch_index, batch in zip(shard, progress):
             batch = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            predicted = self.predict_targets(model, batch).cpu()
+            with torch.random.fork_rng(devices=rng_devices):
+                torch.manual_seed(self.args.seed + batch_index)
+                predicted = self.predict_targets(model, batch).cpu()
             targets = batch["target_ids"].cpu()
-            for row in range(len(predicted)):
-                predictions.append(predicted[row].tolist())
-                references.append(targets[row].tolist())
-                rows.append(
-                    {
-                        "prompt": tokenizer.decode(batch["input_ids"][row], skip_special_tokens=True),
-                        "generated": tokenizer.decode(predicted[row], skip_special_tokens=True),
-                        "target": tokenizer.decode(targets[row], skip_special_tokens=True),
-                    }
-                )
+            for row, index in enumerate(batches[batch_index]):
+                record = {
+                    "prompt": tokenizer.decode(batch["input_ids"][row], skip_special_tokens=True),
+                    "generated": tokenizer.decode(predicted[row], skip_special_tokens=True),
+                    "target": tokenizer.decode(targets[row], skip_special_tokens=True),
+                }
+                rows.append((index, predicted[row].tolist(), targets[row].tolist(), record))
+        if self.args.world_size > 1:
+            rows = gather_object(rows)  # every process gets every row, so all compute the same metrics
+        rows.sort(key=lambda item: item[0])
+        predictions = [prediction for _, prediction, _, _ in rows]
+        references = [reference for _, _, reference, _ in rows]
         runtime = time.perf_counter() - start
         if was_training:
             model.train()
@@ -163,13 +193,12 @@ class XLMTrainer(Trainer):
         metrics[f"{prefix}_runtime"] = round(runtime, 4)
         metrics[f"{prefix}_samples"] = len(predictions)
 
-        for row, prediction, reference in zip(rows, predictions, references):
-            row["exact_match"] = float(prediction == reference)
-        out_dir = Path(self.args.output_dir) / "predictions" / task.name
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with open(out_dir / f"step={self.state.global_step}.jsonl", "w") as handle:
-            for row in rows:
-                handle.write(json.dumps(row) + "\n")
+        if self.is_world_process_zero():
+            out_dir = Path(self.args.output_dir) / "predictions" / task.name
+            out_dir.mkdir(parents=True, exist_ok=True)
+            with open(out_dir / f"step={self.state.global_step}.jsonl", "w") as handle:
+                for _, prediction, reference, record in rows:
+                    handle.write(json.dumps({**record, "exact_match": float(prediction == reference)}) + "\n")
 
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
