@@ -17,11 +17,22 @@ Data: `--train_file` / `--validation_file` (`.jsonl`/`.json`, `.csv`, `.parquet`
 learns target given prompt); rows with only a `text` column train its language-modelling collator. Column names are
 options.
 
-Output (`--output_dir`):
+Output (`--output_dir`), ready for `xlm-hf push`:
 - without LoRA, or with `--merge_lora`: a Hub-ready folder (weights, config with `auto_map`, modeling files,
-  tokenizer, generation config, card, `experiment.yaml`), the same as `xlm-hf train` writes; `xlm-hf push` uploads it;
-- with LoRA and without `--merge_lora`: the adapter only (`adapter_config.json`, `adapter_model.safetensors`, the
-  tokenizer); load it with `PeftModel.from_pretrained(AutoModel.from_pretrained(base, trust_remote_code=True), dir)`.
+  tokenizer, generation config, card, `experiment.yaml`), the same as `xlm-hf train` writes;
+- with LoRA and without `--merge_lora`: the adapter (`adapter_config.json`, `adapter_model.safetensors`, the
+  tokenizer, card, `experiment.yaml`). Its config names transformers' auto class and the base's Hub id, so it loads
+  where xlm_hf is not installed: `PeftModel.from_pretrained(AutoModel.from_pretrained(base, trust_remote_code=True),
+  dir)` (every family), or `AutoPeftModelForCausalLM.from_pretrained(dir, trust_remote_code=True)` (ARLM) /
+  `AutoPeftModel.from_pretrained(dir, trust_remote_code=True)` (every family).
+
+The card's `base_model` (and the adapter's `base_model_name_or_path`) is the base's Hub id when it is known: the
+`--model_name_or_path` Hub id, else `--base_model_id`, else the `card.hub_model_id` of the base folder's
+`experiment.yaml` (set in every pushed copy). Otherwise the adapter keeps the local path and the card says so.
+
+Trainer's checkpoints (`--save_strategy`, `--save_steps`) go to `OUTPUT_DIR/training/checkpoint-*` and are removed
+once training has ended well, so the output holds no optimizer state; `--keep_checkpoints` keeps them (resume with
+`--resume_from_checkpoint OUTPUT_DIR/training/checkpoint-N`). `xlm-hf push` never uploads them.
 
 Saving goes through `Trainer.save_model` or happens on the main process only after every process finished, so the
 script runs unchanged under `accelerate launch` / `torchrun`.
@@ -31,6 +42,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +52,18 @@ import torch
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-from xlm_hf.experiment import parse_yaml
+from xlm_hf.experiment import dump_experiment, parse_yaml
 from xlm_hf.export import EXPERIMENT_FILE, export_model, load_model_and_tokenizer
+from xlm_hf.families import Family
+from xlm_hf.hub import check_repo_id
+from xlm_hf.model_card import DEFAULT_LICENSE, write_model_card
 from xlm_hf.trainer import EvalTask
 
 logger = logging.getLogger(__name__)
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
+# Trainer's checkpoints (with optimizer state) live here, under the output folder, and go once training ended well.
+CHECKPOINTS_SUBDIR = "training"
 
 
 @dataclass
@@ -75,6 +92,21 @@ class ModelArguments:
     )
     merge_lora: bool = field(
         default=False, metadata={"help": "Merge LoRA into the weights and save a full model."}
+    )
+    base_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "The base's Hub id (ORG/NAME) for the card and the adapter config, when --model_name_or_path "
+            "is a local copy of it."
+        },
+    )
+    license: str | None = field(
+        default=None,
+        metadata={"help": f"License of the result; default: the base's (card.license), else {DEFAULT_LICENSE}."},
+    )
+    keep_checkpoints: bool = field(
+        default=False,
+        metadata={"help": f"Keep Trainer's checkpoints in OUTPUT_DIR/{CHECKPOINTS_SUBDIR}/ after training."},
     )
 
 
@@ -144,6 +176,46 @@ def load_raw_datasets(data_args: DataArguments) -> datasets.DatasetDict:
     return datasets.load_dataset(builders.pop(), data_files=files)
 
 
+def base_model_hub_id(model_args: ModelArguments, base_experiment: dict) -> str | None:
+    """The base's Hub id when it is known (see the module docstring), else None."""
+    if model_args.base_model_id:
+        return check_repo_id(model_args.base_model_id)
+    if not Path(model_args.model_name_or_path).is_dir():
+        return model_args.model_name_or_path  # fetched from the Hub by this id
+    return (base_experiment.get("card") or {}).get("hub_model_id")
+
+
+def describe_training_data(data_args: DataArguments, raw: datasets.DatasetDict) -> dict:
+    """The `card` entries that say what the model was tuned on: a Hub dataset id goes in `datasets`, anything
+    else (local files and folders) is described by name."""
+    rows = f"{len(raw['train'])} rows"
+    name = data_args.dataset_name
+    if name and not Path(name).exists():
+        return {"datasets": [name]}
+    source = Path(name or data_args.train_file).name
+    return {"training_data": f"{source} ({rows})"}
+
+
+def finish_adapter(adapter_dir: Path, family: Family, base_model: str | None, revision: str | None) -> None:
+    """Makes the adapter config load where the adapter is used, not only here.
+
+    peft records the class of the model it wrapped with its module (`xlm_hf.modeling...`), which AutoPeftModel
+    refuses to import (outside its allowlist) and which is absent where xlm_hf is not installed: name transformers'
+    auto class instead, which loads the base's own code with `trust_remote_code=True`. peft also records the folder
+    the base was loaded from (a snapshot path for a Hub model; `get_peft_model` overrides a configured value): name
+    the base's Hub id when it is known."""
+    path = adapter_dir / "adapter_config.json"
+    config = json.loads(path.read_text())
+    auto_class = "AutoModelForCausalLM" if "AutoModelForCausalLM" in family.auto_map else "AutoModel"
+    config["auto_mapping"] = {"base_model_class": auto_class, "parent_library": "transformers"}
+    if base_model:
+        config["base_model_name_or_path"] = base_model
+        config["revision"] = revision
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
+    # Trainer.save_model also pickles the training arguments next to the adapter: not something to share
+    (adapter_dir / "training_args.bin").unlink(missing_ok=True)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     argv = sys.argv[1:] if argv is None else argv
@@ -157,6 +229,10 @@ def main(argv: list[str] | None = None) -> dict:
         training_args.label_names = ["labels"]
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False
+    # The output folder gets the result only; Trainer's checkpoints (and logs) go to a subfolder of it.
+    output_dir = Path(training_args.output_dir)
+    checkpoints_dir = output_dir / CHECKPOINTS_SUBDIR
+    training_args.output_dir = str(checkpoints_dir)
 
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
@@ -178,6 +254,12 @@ def main(argv: list[str] | None = None) -> dict:
     base_experiment = {}
     if (model_dir / EXPERIMENT_FILE).is_file():
         base_experiment = parse_yaml((model_dir / EXPERIMENT_FILE).read_text()) or {}
+    base_model = base_model_hub_id(model_args, base_experiment)
+    if base_model is None:
+        logger.warning(
+            f"{model_args.model_name_or_path} is a local folder with no known Hub id: the card has no base_model and "
+            "an adapter records the local path. Pass --base_model_id ORG/NAME if the base is on the Hub."
+        )
 
     # ---- the data -------------------------------------------------------------------------------------------
     raw = load_raw_datasets(data_args)
@@ -296,12 +378,14 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = dict(train_result.metrics)
     trainer.log_metrics("train", metrics)
     if eval_tasks:
-        eval_metrics = trainer.evaluate()
+        eval_metrics = trainer.final_evaluation()  # Trainer's evaluation at the last step, not a second one
         trainer.log_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
 
     # ---- save -----------------------------------------------------------------------------------------------
-    source = data_args.dataset_name or data_args.train_file
+    base_name = base_model or model_dir.resolve().name
+    data_card = describe_training_data(data_args, raw)
+    data_name = data_card.get("training_data") or data_card["datasets"][0]
     lora = (
         f" with LoRA (r={model_args.lora_r}, {model_args.lora_target_modules})"
         if model_args.lora_r > 0
@@ -309,7 +393,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     experiment = {
         **{k: v for k, v in base_experiment.items() if k in ("family", "model", "generation")},
-        "description": f"Fine-tuned from {model_args.model_name_or_path} on {source}{lora} with scripts/finetune.py.",
+        "description": f"Fine-tuned from {base_name} on {data_name}{lora} with scripts/finetune.py.",
         "family": family.name,
         "data": {
             **({"task": base_data["task"]} if base_data.get("task") else {}),
@@ -321,11 +405,21 @@ def main(argv: list[str] | None = None) -> dict:
             for k, v in training_args.to_dict().items()
             if k in ("max_steps", "num_train_epochs", "learning_rate", "per_device_train_batch_size", "seed")
         },
+        "card": {
+            "license": model_args.license
+            or (base_experiment.get("card") or {}).get("license")
+            or DEFAULT_LICENSE,
+            **({"base_model": base_model} if base_model else {}),
+            **data_card,
+        },
     }
-    output_dir = Path(training_args.output_dir)
     saved = "adapter" if model_args.lora_r > 0 and not model_args.merge_lora else "model"
     if saved == "adapter":
         trainer.save_model(str(output_dir))  # the adapter (and the tokenizer), from the main process only
+        if trainer.is_world_process_zero():
+            finish_adapter(output_dir, family, base_model, model_args.model_revision)
+            dump_experiment(experiment, output_dir / EXPERIMENT_FILE)
+            write_model_card(output_dir)  # replaces the card peft wrote (local paths, no license, no data)
     else:
         trainer.accelerator.wait_for_everyone()
         if trainer.is_world_process_zero():
@@ -334,7 +428,13 @@ def main(argv: list[str] | None = None) -> dict:
                 final = final.merge_and_unload()
             final.eval()
             export_model(final, tokenizer, output_dir, family, experiment=experiment)
-        trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.wait_for_everyone()
+    # Training ended well: the checkpoints (optimizer, scheduler and RNG states) have nothing left to resume.
+    if trainer.is_world_process_zero() and not model_args.keep_checkpoints:
+        for checkpoint in checkpoints_dir.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)
+        if checkpoints_dir.is_dir() and not any(checkpoints_dir.iterdir()):
+            checkpoints_dir.rmdir()
 
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     summary = {

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from isolation import run_without_xlm_hf
 from test_pipelines import export_tiny
 
 from xlm_hf.cli import main
@@ -52,6 +53,13 @@ def test_unevaluated_card_says_so(folders, name):
         PAPERS[name] in card.text and "trust_remote_code=True" in card.text and "## Limitations" in card.text
     )
     assert f"# {name}" in card.text  # the family's template, titled with the folder name
+    assert card.data.license == "apache-2.0" and not card.data.datasets and not card.data.base_model
+    # the tokenizer, too, needs trust_remote_code: without it AutoTokenizer asks [y/N] (config.json has auto_map)
+    assert 'AutoTokenizer.from_pretrained("path/to/' in card.text
+    loads = [line for line in card.text.splitlines() if ".from_pretrained(" in line or "pipeline(" in line]
+    assert loads and all("trust_remote_code=True" in line for line in loads)
+    # no placeholder link: the original project by its URL, xlm_hf by name
+    assert "https://github.com/)" not in card.text and "github.com/dhruvdcoder/xlm-core" in card.text
 
 
 @pytest.mark.parametrize("name", ["mdlm", "mlm"])
@@ -87,7 +95,10 @@ def test_card_command_renders_results_and_real_widget_outputs(folders, name, tmp
     assert (
         "max_steps: 7" in card.text and 'from_pretrained("my-org/tiny", trust_remote_code=True)' in card.text
     )
-    assert card.data.datasets == ["star_easy"]
+    # star_easy is generated locally, not a Hub dataset: the text says so and `datasets:` stays empty
+    assert card.data.datasets is None and "generates locally" in card.text and "not a dataset on the Hub" in card.text
+    assert card.data.license == "apache-2.0"
+    assert 'AutoTokenizer.from_pretrained("my-org/tiny", trust_remote_code=True)' in card.text
 
     (example,) = card.data.widget
     from xlm_hf.export import load_model_and_tokenizer
@@ -116,7 +127,7 @@ def test_card_command_renders_results_and_real_widget_outputs(folders, name, tmp
         assert example == {
             "text": PROMPT,
             "example_title": "Example 1",
-            "output": {"text": f"{PROMPT} {continuation}"},
+            "output": {"text": f"{PROMPT} {continuation}".strip()},
         }
 
 
@@ -140,3 +151,76 @@ def test_card_errors_are_one_line(tmp_path, capsys):
     assert main(["card", str(tmp_path), "--no-widget"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "results.json" in err
+
+
+def test_card_settings_and_no_local_paths(tmp_path, monkeypatch):
+    """The experiment's `card` section fills license, datasets, base model and project link; the exported
+    experiment.yaml and the card carry no path of the machine that trained the model."""
+    experiment = {
+        "family": "ilm",
+        "data": {"task": "star_easy", "cache_dir": str(tmp_path / "data-cache")},
+        "training": {"output_dir": str(tmp_path / "out"), "max_steps": 3},
+        "card": {"license": "mit", "datasets": ["my-org/stars"], "base_model": "my-org/base"},
+    }
+    monkeypatch.setenv("XLM_HF_PROJECT_URL", "https://example.test/xlm_hf")
+    folder = export_tiny("ilm", tmp_path / "out", experiment=experiment)
+    exported = (folder / "experiment.yaml").read_text()
+    card = ModelCard.load(folder / "README.md")
+    assert str(tmp_path) not in exported and str(tmp_path) not in card.content
+    assert "max_steps: 3" in exported and "max_steps: 3" in card.text
+    assert card.data.license == "mit" and card.data.datasets == ["my-org/stars"]
+    assert card.data.base_model == "my-org/base" and "fine-tuned from [my-org/base]" in card.text
+    assert "[xlm_hf](https://example.test/xlm_hf)" in card.text
+
+
+def test_partial_and_unreferenced_results_stay_out_of_model_index(folders, tmp_path):
+    import shutil
+
+    folder = tmp_path / "mlm"
+    shutil.copytree(folders["mlm"], folder)
+    (folder / "experiment.yaml").write_text(
+        "family: mlm\ndata:\n  task: star_easy\neval_tasks:\n"
+        "  prediction: {kind: generate, metrics: [exact_match]}\n"
+        "  unconditional: {kind: generate, collator: unconditional, metrics: [token_accuracy]}\n"
+    )
+    results = {
+        "task": "star_easy",
+        "split": "test",
+        "num_examples": 40,
+        "split_size": 40,
+        "metrics": {"eval_prediction_exact_match": 0.5, "eval_unconditional_token_accuracy": 0.1},
+    }
+    (folder / "results.json").write_text(json.dumps(results))
+    card = ModelCard.load(write_model_card(folder, widget=False))
+    # unconditional samples have no reference: shown, marked, never indexed
+    assert [r.metric_name for r in card.data.eval_results] == ["eval_prediction_exact_match"]
+    assert "| eval_unconditional_token_accuracy † | 0.1 |" in card.text and "not a quality measure" in card.text
+    assert "(test split of star_easy, 40 examples)" in card.text
+
+    # `xlm-hf eval --limit 8`: labelled as part of the split and kept out of model-index
+    (folder / "results.json").write_text(json.dumps({**results, "num_examples": 8, "split_size": 1000}))
+    card = ModelCard.load(write_model_card(folder, widget=False))
+    assert not card.data.eval_results and "model-index:" not in card.content
+    assert "test split of star_easy, first 8 of 1000 examples" in card.text
+    assert "| eval_prediction_exact_match | 0.5 |" in card.text
+
+
+def test_the_cards_tokenizer_line_is_silent(folders):
+    """The card's own `AutoTokenizer.from_pretrained(...)` line, run where xlm_hf is absent, neither asks [y/N] nor
+    warns "You are using a model of type `xlm-hf-ilm` to instantiate a model of type ``". Both come from
+    AutoTokenizer reading config.json (whose auto_map names remote code) without `trust_remote_code=True`: declined,
+    it falls back to a bare PreTrainedConfig and warns about the type mismatch."""
+    folder = folders["ilm"]
+    card = ModelCard.load(folder / "README.md")
+    (line,) = [line for line in card.text.splitlines() if line.startswith("tokenizer = AutoTokenizer")]
+    code = f"""
+    import transformers
+    from transformers import AutoTokenizer
+
+    transformers.logging.set_verbosity_warning()
+    {line.replace(f"path/to/{folder.name}", str(folder))}
+    print("OK", len(tokenizer))
+    """
+    result = run_without_xlm_hf(code, cwd=str(folder.parent))
+    assert "OK" in result.stdout
+    assert "model of type" not in result.stderr and "[y/N]" not in result.stdout + result.stderr

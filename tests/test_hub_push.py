@@ -41,6 +41,7 @@ ARLM_FILES = [
     "generation_config.json",
     "model.safetensors",
     "modeling_arlm.py",
+    "pipeline_xlm.py",
     "tokenizer.json",
     "tokenizer_config.json",
 ]
@@ -151,9 +152,13 @@ def test_eval_card_then_push_uploads_exactly_the_hub_files(trained, hub, tmp_pat
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert main(["card", str(model_dir)]) == 0
     local_card = ModelCard.load(model_dir / "README.md")
-    indexed = {r.metric_name: r.metric_value for r in local_card.data.eval_results}
-    assert indexed["eval_prediction_exact_match"] == round(metrics["eval_prediction_exact_match"], 4)
-    assert indexed["eval_prediction_token_accuracy"] == round(metrics["eval_prediction_token_accuracy"], 4)
+    # 8 examples of the test split: the table says so, and model-index (the split's score) stays empty
+    results = json.loads((model_dir / "results.json").read_text())
+    assert results["num_examples"] == 8 and results["split_size"] > 8
+    assert f"test split of star_easy, first 8 of {results['split_size']} examples" in local_card.text
+    assert not local_card.data.eval_results
+    exact_match = round(metrics["eval_prediction_exact_match"], 4)
+    assert f"| eval_prediction_exact_match | {exact_match} |" in local_card.text
 
     # training leftovers that must never be uploaded
     (model_dir / "checkpoint-5").mkdir(exist_ok=True)
@@ -193,9 +198,15 @@ def test_eval_card_then_push_uploads_exactly_the_hub_files(trained, hub, tmp_pat
     data = card.data
     assert data.library_name == "transformers" and data.pipeline_tag == "text-generation"
     assert {"xlm-hf", "arlm", "custom_code"} <= set(data.tags)
-    assert data.datasets == ["star_easy"]
-    assert {r.metric_name: r.metric_value for r in data.eval_results} == indexed
+    assert data.license == "apache-2.0" and data.datasets is None  # star_easy is generated locally, not on the Hub
+    assert not data.eval_results and f"| eval_prediction_exact_match | {exact_match} |" in card.text
     assert f'from_pretrained("{REPO_ID}", trust_remote_code=True)' in card.text
+    # the uploaded experiment.yaml records the repo id (a fine-tune of a copy finds its base); the local one does not
+    from xlm_hf.experiment import parse_yaml
+
+    assert parse_yaml(commit["files"]["experiment.yaml"].decode())["card"]["hub_model_id"] == REPO_ID
+    assert "hub_model_id" not in (model_dir / "experiment.yaml").read_text()
+    assert str(model_dir) not in commit["files"]["experiment.yaml"].decode()  # no output_dir of this machine
     assert "arxiv.org/abs/1706.03762" in card.text and "## Limitations" in card.text
 
 

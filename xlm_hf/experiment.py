@@ -37,8 +37,10 @@ from transformers import GenerationConfig, TrainingArguments
 from .families import get_family
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
-SECTIONS = ("description", "family", "data", "model", "collator", "training", "generation", "eval_tasks")
+SECTIONS = ("description", "family", "data", "model", "collator", "training", "generation", "eval_tasks", "card")
 EVAL_TASK_KEYS = ("kind", "split", "metrics", "limit", "collator")
+# What the model card says beyond the other sections (see xlm_hf/model_card.py).
+CARD_KEYS = ("license", "datasets", "base_model", "training_data", "hub_model_id", "project_url")
 
 
 @dataclass
@@ -220,7 +222,7 @@ def validate_experiment(experiment: dict[str, Any]) -> None:
     if "family" not in experiment:
         raise ExperimentError("The experiment names no family (e.g. `family: arlm`).")
     family = get_family(experiment["family"])
-    for section in ("data", "model", "collator", "training", "generation", "eval_tasks"):
+    for section in ("data", "model", "collator", "training", "generation", "eval_tasks", "card"):
         value = experiment.setdefault(section, {})
         if value is None:
             experiment[section] = {}
@@ -246,6 +248,7 @@ def validate_experiment(experiment: dict[str, Any]) -> None:
         if not isinstance(task, dict):
             raise ExperimentError(f"Eval task {name!r} must be a mapping with keys {', '.join(EVAL_TASK_KEYS)}.")
         _check_keys(f"eval_tasks.{name}", task, set(EVAL_TASK_KEYS))
+    _check_keys("card", experiment["card"], set(CARD_KEYS))
 
 
 def data_arguments(experiment: dict[str, Any]) -> DataArguments:

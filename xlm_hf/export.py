@@ -2,7 +2,8 @@
 
 A Hub-ready folder holds: `model.safetensors`, `config.json` (with `auto_map`), the `modeling/` files the
 family needs (copied by `save_pretrained` through the classes' single-level relative imports),
-`generation_config.json`, the tokenizer, `README.md` (the model card) and `experiment.yaml`. It loads with
+`generation_config.json`, the tokenizer, `README.md` (the model card) and `experiment.yaml` (without the training
+machine's paths: `training.output_dir`, `data.cache_dir`, ...). It loads with
 `AutoModel.from_pretrained(folder, trust_remote_code=True)` where xlm_hf is not installed.
 """
 
@@ -33,9 +34,11 @@ def export_model(
     """Writes the Hub-ready folder. Files are staged in a sibling folder and moved in only once all are written,
     so an interrupted export never leaves a half-written checkpoint."""
     from .hub import install_pipelines
-    from .model_card import write_model_card
+    from .model_card import strip_local_paths, write_model_card
 
     family = get_family(family) if isinstance(family, str) else family
+    # the folder is meant to be shared: the training machine's paths (output_dir, data cache) stay out of it
+    experiment = strip_local_paths(experiment) if experiment is not None else None
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     check_tokenizer_matches_model(tokenizer, model.config)

@@ -5,7 +5,8 @@
 
 - weights (`*.safetensors`, their index), `config.json` (with `auto_map`), the modeling files (`*.py`),
   the tokenizer files, `generation_config.json`, the model card `README.md` (re-rendered with the repo id),
-  `results.json` and `experiment.yaml`; for a LoRA adapter folder, `adapter_config.json` and its weights;
+  `results.json` and `experiment.yaml` (with `card.hub_model_id` set to the repo); for a LoRA adapter folder,
+  `adapter_config.json`, its weights and its card;
 - never `predictions/`, `checkpoint-*/`, optimizer / scheduler / RNG states, `trainer_state.json`,
   `training_args.bin` or any other pickle.
 
@@ -72,11 +73,18 @@ PUSH_KEYS = (
 )
 
 # Pipelines shipped with the checkpoints of each family, written to `config.json:custom_pipelines`.
-# The autoregressive family uses transformers' own text-generation pipeline (through AutoModelForCausalLM).
+# The autoregressive family uses transformers' own text-generation pipeline (through AutoModelForCausalLM), in a
+# subclass that knows the prompt layout (room for [BOS] with "hole", prompt and continuation joined as decoded).
 PIPELINE_FILE = "pipeline_xlm.py"
 _TEXT_GENERATION = {"impl": "pipeline_xlm.XLMTextGenerationPipeline", "pt": ["AutoModel"], "type": "text"}
+_CAUSAL_TEXT_GENERATION = {
+    "impl": "pipeline_xlm.XLMCausalTextGenerationPipeline",
+    "pt": ["AutoModelForCausalLM"],
+    "type": "text",
+}
 _INFILL = {"impl": "pipeline_xlm.XLMInfillPipeline", "pt": ["AutoModel"], "type": "text"}
 FAMILY_PIPELINES: dict[str, dict[str, dict]] = {
+    "arlm": {"text-generation": _CAUSAL_TEXT_GENERATION},
     "mlm": {"text-generation": _TEXT_GENERATION, "infill": _INFILL},
     "mdlm": {"text-generation": _TEXT_GENERATION, "infill": _INFILL},
     "ilm": {"text-generation": _TEXT_GENERATION, "infill": _INFILL},
@@ -208,16 +216,29 @@ class PushResult:
 
 def _card_bytes(model_dir: Path, repo_id: str) -> bytes | None:
     """The card re-rendered with the repo id in its usage snippet (the local README.md is left as it is);
-    None when the folder is not an xlm_hf model (its README.md is then uploaded unchanged)."""
+    None when the folder is neither an xlm_hf model nor an adapter of one (its README.md is then uploaded as is)."""
     config_file = model_dir / "config.json"
-    if not config_file.is_file():
-        return None
-    model_type = json.loads(config_file.read_text()).get("model_type", "")
-    if not str(model_type).startswith("xlm-hf-"):
+    if config_file.is_file():
+        model_type = json.loads(config_file.read_text()).get("model_type", "")
+        if not str(model_type).startswith("xlm-hf-"):
+            return None
+    elif not (model_dir / "experiment.yaml").is_file():  # an adapter folder scripts/finetune.py did not write
         return None
     from .model_card import render_model_card
 
     return str(render_model_card(model_dir, repo_id=repo_id)).encode()
+
+
+def _experiment_bytes(model_dir: Path, repo_id: str) -> bytes:
+    """`experiment.yaml` as uploaded: with `card.hub_model_id` set to the repo, so that a copy of the repo knows
+    its Hub id (a fine-tune of it records that id as its base model). The local file is left as it is."""
+    import yaml
+
+    from .experiment import parse_yaml
+
+    experiment = parse_yaml((model_dir / "experiment.yaml").read_text()) or {}
+    experiment["card"] = {**(experiment.get("card") or {}), "hub_model_id": repo_id}
+    return yaml.safe_dump(experiment, sort_keys=False).encode()  # as `dump_experiment` writes it
 
 
 def push_to_hub(
@@ -242,12 +263,14 @@ def push_to_hub(
     check_repo_id(repo_id)
     token = resolve_token(token)
     _check_online()
+    rendered: dict[str, bytes] = {}
+    if "experiment.yaml" in names:
+        rendered["experiment.yaml"] = _experiment_bytes(model_dir, repo_id)
     card = _card_bytes(model_dir, repo_id) if render_card and "README.md" in names else None
+    if card is not None:
+        rendered["README.md"] = card
     operations = [
-        CommitOperationAdd(
-            path_in_repo=name,
-            path_or_fileobj=card if (name == "README.md" and card is not None) else str(model_dir / name),
-        )
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=rendered.get(name, str(model_dir / name)))
         for name in names
     ]
     message = commit_message or f"Upload {model_dir.resolve().name} with xlm-hf"

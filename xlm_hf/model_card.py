@@ -1,18 +1,36 @@
 """Model cards rendered with `huggingface_hub.ModelCard` from one template per family in `model_cards/`.
 
 The card of a folder is built from what the folder holds:
-- metadata (`ModelCardData`): `library_name`, `pipeline_tag` (text-generation; fill-mask for MLM), tags (`xlm-hf`, the
-  family, `custom_code`), `datasets`, `model-index` from `results.json` (written by the last `xlm-hf eval`), and
-  `widget` examples whose outputs are generations of this checkpoint, computed when the card is rendered (the Hub's
-  hosted widget does not run custom code, so the outputs are static);
-- text: what the model is, the family's paper, a usage snippet with `trust_remote_code=True` and the pipelines, the
-  evaluation table (or "Not evaluated"), the training configuration (`experiment.yaml`), limitations.
+- metadata (`ModelCardData`): `library_name`, `pipeline_tag` (text-generation; fill-mask for MLM), `license`,
+  tags (`xlm-hf`, the family, `custom_code`), `base_model` and `datasets` (Hub ids only), `model-index` from
+  `results.json` (written by the last `xlm-hf eval`), and `widget` examples whose outputs are generations of this
+  checkpoint, computed when the card is rendered (the Hub's hosted widget does not run custom code, so the outputs
+  are static);
+- text: what the model is and what it was trained on, the family's paper, a usage snippet with
+  `trust_remote_code=True` and the pipelines, the evaluation table (or "Not evaluated"), the training configuration
+  (`experiment.yaml`, without machine-local paths), limitations.
 
-`xlm-hf card MODEL_DIR` re-renders `README.md` (after a new `xlm-hf eval`); `xlm-hf push` renders it with the repo id.
+What the card says beyond the experiment's sections comes from its `card` section (all optional):
+
+```yaml
+card:
+  license: apache-2.0            # the default
+  datasets: [org/dataset]        # Hub dataset ids only; star tasks are generated locally and are described instead
+  base_model: org/base-model     # the Hub id this checkpoint was fine-tuned from (scripts/finetune.py writes it)
+  training_data: train.jsonl     # what it was trained on, in words, when that is not a task of xlm_hf
+  hub_model_id: org/this-model   # this checkpoint's own Hub id (`xlm-hf push` records it in the uploaded copy)
+  project_url: https://...       # a link for "xlm_hf" (also $XLM_HF_PROJECT_URL); none by default
+```
+
+A LoRA adapter folder (`adapter_config.json`, from `scripts/finetune.py`) gets its own card (`model_cards/adapter.md`,
+`library_name: peft`). `xlm-hf card MODEL_DIR` re-renders `README.md` (after a new `xlm-hf eval`); `xlm-hf push`
+renders it with the repo id.
 """
 
+import copy
 import json
 import logging
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,8 +44,20 @@ logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
 EXPERIMENT_FILE = "experiment.yaml"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
 NOT_EVALUATED = "Not evaluated"
 MAX_WIDGET_EXAMPLES = 2
+DEFAULT_LICENSE = "apache-2.0"
+ORIGINAL_PROJECT_URL = "https://github.com/dhruvdcoder/xlm-core"
+PROJECT_URL_ENV = "XLM_HF_PROJECT_URL"
+# Eval tasks built on these collators have no reference to compare with (unconditional samples): their metrics
+# are shown, marked, but never put in `model-index`.
+NO_REFERENCE_COLLATORS = ("unconditional",)
+# Experiment keys that hold paths of the machine that trained the model: left out of exported files.
+LOCAL_PATH_KEYS = {
+    "data": ("cache_dir",),
+    "training": ("output_dir", "logging_dir", "resume_from_checkpoint"),
+}
 
 FAMILY_TITLES = {
     "arlm": "An autoregressive language model (ARLM baseline)",
@@ -71,6 +101,74 @@ def _family_of(model_dir: Path, experiment: dict[str, Any]) -> Family:
     raise ValueError(f"{model_dir} has neither a config.json nor an experiment naming its family.")
 
 
+def strip_local_paths(experiment: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `experiment` without the paths of the machine that trained it (output folder, data cache,
+    checkpoint to resume from): they mean nothing elsewhere and should not be published."""
+    experiment = copy.deepcopy(experiment)
+    for section, keys in LOCAL_PATH_KEYS.items():
+        values = experiment.get(section)
+        if isinstance(values, dict):
+            for key in keys:
+                values.pop(key, None)
+    return experiment
+
+
+def card_settings(experiment: dict[str, Any]) -> dict[str, Any]:
+    """The experiment's `card` section (see the module docstring), with the license defaulted."""
+    settings = dict(experiment.get("card") or {})
+    settings.setdefault("license", DEFAULT_LICENSE)
+    datasets = settings.get("datasets")
+    if isinstance(datasets, str):
+        settings["datasets"] = [datasets]
+    return settings
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _hub_link(repo_id: str, kind: str = "") -> str:
+    return f"[{repo_id}](https://huggingface.co/{kind}{repo_id})"
+
+
+def _project_link(settings: dict[str, Any]) -> str:
+    """The project's name, linked only when a project URL is configured, and the original XLM it ports."""
+    url = settings.get("project_url") or os.environ.get(PROJECT_URL_ENV)
+    name = f"[xlm_hf]({url})" if url else "xlm_hf"
+    return f"{name} (a Hugging Face-native port of [XLM]({ORIGINAL_PROJECT_URL}))"
+
+
+def _local_task(task: str) -> bool:
+    from .tasks import TASKS
+
+    return task in TASKS
+
+
+def training_data_text(experiment: dict[str, Any], settings: dict[str, Any]) -> tuple[str, str]:
+    """(what the model was trained on, as a short phrase; a sentence about that data for the card's text)."""
+    task = (experiment.get("data") or {}).get("task")
+    datasets = settings.get("datasets") or []
+    if settings.get("training_data"):
+        data = f"**{settings['training_data']}**"
+    elif datasets:
+        data = ", ".join(_hub_link(d, "datasets/") for d in datasets)
+    elif task:
+        data = f"**{task}**"
+    else:
+        data = "unrecorded data"
+    if settings.get("base_model"):
+        phrase = f"fine-tuned from {_hub_link(settings['base_model'])} on {data}"
+    else:
+        phrase = f"trained on {data}"
+    note = ""
+    if task and not settings.get("training_data") and not datasets and _local_task(task):
+        note = (
+            f"`{task}` is a synthetic star-graph path task that xlm_hf generates locally (`xlm-hf prepare-data "
+            f"{task}`); it is not a dataset on the Hub."
+        )
+    return phrase, note
+
+
 def read_results(model_dir: str | Path) -> dict[str, Any] | None:
     """`results.json` of the last `xlm-hf eval`, or None when the model was not evaluated."""
     path = Path(model_dir) / RESULTS_FILE
@@ -83,16 +181,45 @@ def read_results(model_dir: str | Path) -> dict[str, Any] | None:
     return results if isinstance(results, dict) else None
 
 
-def eval_results(results: dict[str, Any] | None, family: Family, task: str) -> list[EvalResult]:
-    """The `model-index` entries: one per indexed metric of `results.json`."""
+def is_partial(results: dict[str, Any] | None) -> bool:
+    """Whether the last evaluation covered only part of its split (`xlm-hf eval --limit`)."""
     if not results:
+        return False
+    size, count = results.get("split_size"), results.get("num_examples")
+    return isinstance(size, int) and isinstance(count, int) and count < size
+
+
+def no_reference_metrics(experiment: dict[str, Any]) -> tuple[str, ...]:
+    """Prefixes of the metrics of eval tasks that have no reference (unconditional samples)."""
+    tasks = experiment.get("eval_tasks") or {}
+    return tuple(
+        f"eval_{name}_"
+        for name, spec in tasks.items()
+        if isinstance(spec, dict) and spec.get("collator") in NO_REFERENCE_COLLATORS
+    )
+
+
+def results_label(results: dict[str, Any], task: str) -> str:
+    split, count, size = results.get("split"), results.get("num_examples"), results.get("split_size")
+    if is_partial(results):
+        return f"{split} split of {task}, first {count} of {size} examples"
+    return f"{split} split of {task}, {count} examples"
+
+
+def eval_results(
+    results: dict[str, Any] | None, family: Family, task: str, experiment: dict[str, Any] | None = None
+) -> list[EvalResult]:
+    """The `model-index` entries: one per indexed metric of `results.json`. None for a partial evaluation (it is
+    not the split's score) and none for metrics without a reference (unconditional samples)."""
+    if not results or is_partial(results):
         return []
+    unreferenced = no_reference_metrics(experiment or {})
     entries = []
     for name, value in results.get("metrics", {}).items():
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         metric_type = next((m for m in INDEXED_METRICS if name.endswith(m)), None)
-        if metric_type is None:
+        if metric_type is None or any(name.startswith(prefix) for prefix in unreferenced):
             continue
         entries.append(
             EvalResult(
@@ -204,10 +331,14 @@ def render_model_card(
 ) -> ModelCard:
     """The card of `model_dir` (not written); see the module docstring."""
     model_dir = Path(model_dir)
-    experiment = experiment if experiment is not None else _read_experiment(model_dir)
+    if (model_dir / ADAPTER_CONFIG_FILE).is_file() and not (model_dir / "config.json").is_file():
+        return render_adapter_card(model_dir, experiment, repo_id, model_name)
+    experiment = strip_local_paths(experiment if experiment is not None else _read_experiment(model_dir))
     family = get_family(family) if isinstance(family, str) else family or _family_of(model_dir, experiment)
+    settings = card_settings(experiment)
     task = (experiment.get("data") or {}).get("task") or "unknown task"
     results = read_results(model_dir)
+    repo_id = repo_id or settings.get("hub_model_id")
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else model_dir.resolve().name)
 
     examples, widget_note = [], ""
@@ -220,18 +351,35 @@ def render_model_card(
     if widget and not examples and not widget_note:
         widget_note = "(No examples: the task's data was not available when this card was written.)"
 
-    metrics = {  # the table leaves out bookkeeping (runtimes, throughput, epoch)
-        k: round(v, 4) if isinstance(v, float) else v
+    unreferenced = no_reference_metrics(experiment)
+    metrics = {  # the table leaves out bookkeeping (runtimes, throughput, epoch); † marks metrics without reference
+        (f"{k} †" if any(k.startswith(prefix) for prefix in unreferenced) else k): round(v, 4)
+        if isinstance(v, float)
+        else v
         for k, v in (results or {}).get("metrics", {}).items()
         if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch" and not k.endswith(BOOKKEEPING)
     }
+    notes = []
+    if any(name.endswith(" †") for name in metrics):
+        notes.append(
+            "† unconditional samples have no reference: the metric compares them with a random target and is not "
+            "a quality measure (it is left out of the metadata)."
+        )
+    if is_partial(results):
+        notes.append(
+            "This evaluation covered part of the split (`xlm-hf eval --limit`), so its numbers are left out of the "
+            "metadata (`model-index`); evaluate the whole split to publish them."
+        )
+    trained, data_note = training_data_text(experiment, settings)
     card_data = ModelCardData(
+        license=settings["license"],
         library_name="transformers",
         pipeline_tag=family.pipeline_tag,
         tags=["xlm-hf", family.name, "custom_code"],
-        datasets=[task] if task != "unknown task" else None,
+        base_model=settings.get("base_model"),
+        datasets=settings.get("datasets") or None,
         model_name=model_name,
-        eval_results=eval_results(results, family, task) or None,
+        eval_results=eval_results(results, family, task, experiment) or None,
         widget=examples or None,
         **({"mask_token": "[MASK]"} if family.pipeline_tag == "fill-mask" else {}),
     )
@@ -248,6 +396,9 @@ def render_model_card(
         repo_id=repo_id or f"path/to/{model_name}",
         family=family.name,
         family_title=FAMILY_TITLES.get(family.name, family.name),
+        provenance=f"{trained} with {_project_link(settings)}",
+        data_note=data_note,
+        trained_on=trained,
         paper=paper,
         family_description=f"Paper: {paper}" if paper else "",
         task=task,
@@ -256,8 +407,57 @@ def render_model_card(
         widget_note=widget_note,
         not_evaluated=NOT_EVALUATED,
         results=metrics,
-        results_split=(results or {}).get("split"),
-        results_samples=(results or {}).get("num_examples"),
+        results_label=results_label(results, task) if results else "",
+        results_notes=notes,
+        training_yaml=yaml.safe_dump(training, sort_keys=False).strip()
+        if training
+        else "(no experiment.yaml)",
+    )
+
+
+def render_adapter_card(
+    adapter_dir: str | Path,
+    experiment: dict[str, Any] | None = None,
+    repo_id: str | None = None,
+    model_name: str | None = None,
+) -> ModelCard:
+    """The card of a LoRA adapter folder written by `scripts/finetune.py` (`library_name: peft`)."""
+    adapter_dir = Path(adapter_dir)
+    experiment = strip_local_paths(experiment if experiment is not None else _read_experiment(adapter_dir))
+    settings = card_settings(experiment)
+    adapter = json.loads((adapter_dir / ADAPTER_CONFIG_FILE).read_text())
+    family = get_family(experiment["family"]) if experiment.get("family") else None
+    base = settings.get("base_model") or adapter.get("base_model_name_or_path") or ""
+    base_is_hub_id = bool(settings.get("base_model"))
+    repo_id = repo_id or settings.get("hub_model_id")
+    model_name = model_name or (repo_id.split("/")[-1] if repo_id else adapter_dir.resolve().name)
+    trained, data_note = training_data_text(experiment, settings)
+    auto_class = (adapter.get("auto_mapping") or {}).get("base_model_class", "AutoModel")
+    targets = adapter.get("target_modules")
+    card_data = ModelCardData(
+        license=settings["license"],
+        library_name="peft",
+        pipeline_tag=family.pipeline_tag if family else None,
+        tags=["xlm-hf", *([family.name] if family else []), "lora", "peft", "custom_code"],
+        base_model=settings.get("base_model"),
+        datasets=settings.get("datasets") or None,
+        model_name=model_name,
+    )
+    training = {k: experiment.get(k) for k in ("family", "data", "training") if experiment.get(k)}
+    return ModelCard.from_template(
+        card_data,
+        template_str=(resources.files("xlm_hf.model_cards") / "adapter.md").read_text(),
+        model_name=model_name,
+        repo_id=repo_id or f"path/to/{model_name}",
+        base=base if base_is_hub_id else "path/to/base-model",
+        base_is_hub_id=base_is_hub_id,
+        family_title=_lower_first(FAMILY_TITLES.get(family.name, family.name)) if family else "an xlm_hf model",
+        provenance=f"{trained} with {_project_link(settings)}",
+        data_note=data_note,
+        rank=adapter.get("r"),
+        target_modules=targets if isinstance(targets, str) else ", ".join(sorted(targets or [])),
+        modules_to_save=adapter.get("modules_to_save") or [],
+        causal_lm=auto_class == "AutoModelForCausalLM",
         training_yaml=yaml.safe_dump(training, sort_keys=False).strip()
         if training
         else "(no experiment.yaml)",
@@ -279,7 +479,9 @@ def write_model_card(
 
 
 __all__ = [
+    "render_adapter_card",
     "render_model_card",
+    "strip_local_paths",
     "write_model_card",
     "widget_examples",
     "read_results",
