@@ -8,7 +8,9 @@ Hub-side file: it imports only torch, transformers and sibling files, so that `s
 it next to a checkpoint and `AutoModel.from_pretrained(..., trust_remote_code=True)` works without xlm_hf.
 """
 
+import json
 import math
+import os
 from collections.abc import Callable
 
 import torch
@@ -20,6 +22,7 @@ from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import GENERATION_CONFIG_NAME, cached_file
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import is_tracing
 
@@ -290,8 +293,89 @@ class XLMBlock(GradientCheckpointingLayer):
         return hidden_states + mlp_output, attn_weights
 
 
+# No trained floating-point weight comes near this. Random bytes read as float32 or bfloat16 have exponents spread
+# evenly over their range, so about a third of them exceed it (and 1 in 256 is NaN or inf): a tensor overwritten
+# with junk is caught unless it holds only a handful of values.
+ABSURD_WEIGHT_MAGNITUDE = 1e12
+# The arguments of `from_pretrained` that say where and how to fetch a file from the Hub.
+HUB_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision")
+# How many tensor names an error lists before it says "and N more".
+MAX_NAMES_IN_ERROR = 8
+
+
+def _list_names(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_NAMES_IN_ERROR])
+    return shown + (f" and {len(names) - MAX_NAMES_IN_ERROR} more" if len(names) > MAX_NAMES_IN_ERROR else "")
+
+
+def damaged_weights(model: nn.Module) -> list[str]:
+    """Names (with what is wrong) of the floating-point tensors that hold NaN, inf or absurdly large values."""
+    damaged = []
+    for name, tensor in model.state_dict().items():
+        if not tensor.is_floating_point() or tensor.numel() == 0 or tensor.device.type == "meta":
+            continue
+        peak = tensor.detach().abs().amax().item()  # NaN propagates through amax
+        if not math.isfinite(peak):
+            damaged.append(f"{name} (NaN or inf)")
+        elif peak > ABSURD_WEIGHT_MAGNITUDE:
+            damaged.append(f"{name} (values up to {peak:.1e})")
+    return damaged
+
+
+def weights_report_problems(loading_info: dict, ignore_mismatched_sizes: bool) -> list[str]:
+    """transformers' loading report (`output_loading_info=True`) as sentences, one per kind of problem."""
+    problems = []
+    if loading_info["missing_keys"]:
+        missing = _list_names(sorted(loading_info["missing_keys"]))
+        problems.append(f"missing from the file (they would be left randomly initialised): {missing}")
+    if loading_info["unexpected_keys"]:
+        unexpected = _list_names(sorted(loading_info["unexpected_keys"]))
+        problems.append(f"in the file but not in the model (they would be dropped): {unexpected}")
+    if loading_info["mismatched_keys"] and not ignore_mismatched_sizes:
+        shapes = [
+            f"{key} {tuple(file_shape)} in the file, {tuple(model_shape)} in the model"
+            for key, file_shape, model_shape in sorted(loading_info["mismatched_keys"])
+        ]
+        problems.append(f"of another shape: {_list_names(shapes)}")
+    return problems
+
+
+def check_generation_config_file(pretrained_model_name_or_path: str | os.PathLike, **hub_kwargs) -> None:
+    """Refuses a `generation_config.json` that is not a JSON object: transformers' loaders take an unreadable file
+    for a missing one and fall back to defaults, which silently changes what the model generates."""
+    subfolder = hub_kwargs.get("subfolder") or ""
+    path = os.path.join(pretrained_model_name_or_path, subfolder, GENERATION_CONFIG_NAME)
+    if not os.path.isdir(pretrained_model_name_or_path):  # a Hub id: the file from the cache (fetched if need be)
+        path = cached_file(
+            pretrained_model_name_or_path,
+            GENERATION_CONFIG_NAME,
+            subfolder=subfolder,
+            **{key: hub_kwargs[key] for key in HUB_KWARGS if key in hub_kwargs},
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            _raise_exceptions_for_gated_repo=False,
+        )
+    if path is None or not os.path.isfile(path):
+        return
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        content, reason = None, f"is not valid JSON ({error})"
+    else:
+        reason = f"holds a {type(content).__name__}, not a JSON object"
+    if not isinstance(content, dict):
+        raise ValueError(
+            f"{path} {reason}, so the generation settings saved with the model cannot be read. Restore the file "
+            "from the original export, or delete it to generate with the family's defaults."
+        )
+
+
 class XLMPreTrainedModel(PreTrainedModel):
-    """Capabilities shared by every family. Each family sets `config_class` on its own subclass."""
+    """Capabilities shared by every family. Each family sets `config_class` on its own subclass.
+
+    `from_pretrained` refuses a checkpoint that would load silently wrong (see its docstring).
+    """
 
     config_class = XLMBackboneConfig
     base_model_prefix = "model"
@@ -300,6 +384,78 @@ class XLMPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *model_args,
+        allow_incomplete_weights: bool = False,
+        allow_non_finite_weights: bool = False,
+        **kwargs,
+    ):
+        r"""
+        [`~PreTrainedModel.from_pretrained`] that refuses, with one `ValueError` naming the tensors or the file, a
+        checkpoint that would otherwise load silently wrong:
+
+        - weights that do not match the model its `config.json` describes: tensors missing (they would stay random),
+          unexpected (they would be dropped) or of another shape, as a renamed tensor or an edited `config.json` (a
+          key left out falls back to its default) give. This applies to a checkpoint of this very class (its
+          `config.json` lists the class in `architectures`, or lists none). Loading another class's checkpoint (a
+          head on a base model's weights), or asking for the report with `output_loading_info=True`, keeps
+          transformers' behaviour: the weights that are not in the file are initialised and the report is logged
+          (or returned). Mis-shaped weights are refused in every case unless `ignore_mismatched_sizes=True`, as in
+          transformers.
+        - NaN, inf or absurdly large weights (above 1e12: a damaged file or a diverged training run);
+        - a `generation_config.json` that is not a JSON object (transformers would fall back to defaults).
+
+        allow_incomplete_weights (`bool`, *optional*, defaults to `False`):
+            Load anyway: missing and mis-shaped weights are initialised fresh, unexpected ones are dropped, and
+            transformers' load report lists them. For initialising new weights on purpose, e.g. a fresh head.
+        allow_non_finite_weights (`bool`, *optional*, defaults to `False`):
+            Skip the check of the weights' values, e.g. to inspect the checkpoint of a diverged run.
+        """
+        if (
+            pretrained_model_name_or_path is not None  # None: weights given as `state_dict=` only
+            and cls.can_generate()
+            and kwargs.get("generation_config") is None
+            and kwargs.get("gguf_file") is None
+        ):
+            # before loading: the families' generation hooks would take an unreadable file for a missing one
+            check_generation_config_file(pretrained_model_name_or_path, **kwargs)
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        ignore_mismatched_sizes = kwargs.pop("ignore_mismatched_sizes", False)
+        # Mis-shaped weights are reported (and refused below) with the others rather than in transformers' own error.
+        model, loading_info = super().from_pretrained(
+            pretrained_model_name_or_path,
+            *model_args,
+            ignore_mismatched_sizes=True,
+            output_loading_info=True,
+            **kwargs,
+        )
+        where = repr(str(pretrained_model_name_or_path)) if pretrained_model_name_or_path is not None else "the state dict"
+        if loading_info["mismatched_keys"] and not (ignore_mismatched_sizes or allow_incomplete_weights):
+            strict = True  # as transformers: weights of another shape are an error unless asked for
+        else:
+            architectures = model.config.architectures
+            own_checkpoint = not architectures or cls.__name__ in architectures
+            strict = own_checkpoint and not (allow_incomplete_weights or output_loading_info)
+        problems = weights_report_problems(loading_info, ignore_mismatched_sizes or allow_incomplete_weights)
+        if strict and problems:
+            raise ValueError(
+                f"The weights of {where} do not match the {cls.__name__} its config describes; tensors "
+                + "; tensors ".join(problems)
+                + ". The weights file is damaged, or config.json was edited (a key left out falls back to its "
+                "default, e.g. num_hidden_layers): restore the folder from its export. To initialise missing weights "
+                "on purpose (e.g. a new head), pass allow_incomplete_weights=True."
+            )
+        if not allow_non_finite_weights and (damaged := damaged_weights(model)):
+            raise ValueError(
+                f"The weights of {where} hold non-finite or absurdly large values: {_list_names(damaged)}. The "
+                "file is damaged or training diverged: restore the folder from its export or use an earlier "
+                "checkpoint. To load it anyway (e.g. to inspect it), pass allow_non_finite_weights=True."
+            )
+        return (model, loading_info) if output_loading_info else model
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)

@@ -1,6 +1,6 @@
 """Configuration of the autoregressive baseline (ARLM)."""
 
-from .configuration_backbone import XLMBackboneConfig
+from .configuration_backbone import XLMBackboneConfig, check_bool
 
 
 class ARLMConfig(XLMBackboneConfig):
@@ -24,6 +24,7 @@ class ARLMConfig(XLMBackboneConfig):
     model_type = "xlm-hf-arlm"
 
     def __init__(self, use_cache: bool = True, bos_position: str = "after_prompt", **kwargs):
+        check_bool("use_cache", use_cache)
         if bos_position not in ("after_prompt", "before_prompt", "none"):
             raise ValueError(f"bos_position must be 'after_prompt', 'before_prompt' or 'none', got {bos_position!r}.")
         self.use_cache = use_cache

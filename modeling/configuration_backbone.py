@@ -5,7 +5,40 @@ Each family's configuration (`configuration_arlm.py`, `configuration_mlm.py`, ..
 transformers, so an exported checkpoint loads without xlm_hf installed.
 """
 
+from numbers import Integral, Real
+
 from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
+
+
+def check_int(name: str, value, minimum: int, optional: bool = False) -> None:
+    """One clear error for a config field that must be an integer of at least `minimum` (a `config.json` edited by
+    hand or an override of the wrong type would otherwise fail deep inside the model, or not at all)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+
+
+def check_number(
+    name: str, value, minimum: float, maximum: float | None = None, inclusive: bool = True, optional: bool = False
+) -> None:
+    """One clear error for a config field that must be a real number in `[minimum, maximum]` (or above `minimum`
+    when `inclusive` is false)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, Real) or value != value:  # value != value: NaN
+        raise ValueError(f"{name} must be a number, got {value!r}.")
+    too_small = value < minimum if inclusive else value <= minimum
+    if too_small or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if inclusive else f"> {minimum}"
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        raise ValueError(f"{name} must be {bound}{upper}, got {value!r}.")
+
+
+def check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}.")
 
 
 class XLMBackboneConfig(PreTrainedConfig):
@@ -69,6 +102,29 @@ class XLMBackboneConfig(PreTrainedConfig):
         sep_token_id: int | None = 5,
         **kwargs,
     ):
+        # Types and ranges first, so that a bad value is named here and not in an arithmetic error further down.
+        check_int("vocab_size", vocab_size, 1)
+        check_int("hidden_size", hidden_size, 1)
+        check_int("num_hidden_layers", num_hidden_layers, 1)
+        check_int("num_attention_heads", num_attention_heads, 1)
+        check_int("intermediate_size", intermediate_size, 1, optional=True)
+        if not isinstance(hidden_act, str) or hidden_act not in ACT2FN:
+            raise ValueError(f"hidden_act must be one of {', '.join(sorted(ACT2FN))}; got {hidden_act!r}.")
+        check_int("max_position_embeddings", max_position_embeddings, 1)
+        check_int("rotary_dim", rotary_dim, 2, optional=True)
+        check_number("rope_theta", rope_theta, 0, inclusive=False)
+        check_number("attention_dropout", attention_dropout, 0, 1)
+        check_number("hidden_dropout", hidden_dropout, 0, 1)
+        check_number("layer_norm_eps", layer_norm_eps, 0, inclusive=False)
+        check_number("initializer_range", initializer_range, 0)
+        check_int("time_embedding_dim", time_embedding_dim, 1)
+        for name, flag in (
+            ("absolute_position_embeddings", absolute_position_embeddings),
+            ("final_layer_norm", final_layer_norm),
+            ("tie_word_embeddings", tie_word_embeddings),
+            ("time_conditioning", time_conditioning),
+        ):
+            check_bool(name, flag)
         if hidden_size % num_attention_heads != 0:
             raise ValueError(
                 f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})."
@@ -78,8 +134,6 @@ class XLMBackboneConfig(PreTrainedConfig):
             rotary_dim = head_dim - head_dim % 2
         if rotary_dim % 2 != 0 or not 0 < rotary_dim <= head_dim:
             raise ValueError(f"rotary_dim must be an even number in [2, head_dim={head_dim}], got {rotary_dim}.")
-        if max_position_embeddings < 1:
-            raise ValueError(f"max_position_embeddings must be positive, got {max_position_embeddings}.")
         for name, token_id in (
             ("pad_token_id", pad_token_id),
             ("bos_token_id", bos_token_id),
@@ -88,6 +142,7 @@ class XLMBackboneConfig(PreTrainedConfig):
             ("cls_token_id", cls_token_id),
             ("sep_token_id", sep_token_id),
         ):
+            check_int(name, token_id, 0, optional=True)
             if token_id is not None and not 0 <= token_id < vocab_size:
                 raise ValueError(f"{name}={token_id} is outside the vocabulary (vocab_size={vocab_size}).")
 
@@ -121,4 +176,4 @@ class XLMBackboneConfig(PreTrainedConfig):
         )
 
 
-__all__ = ["XLMBackboneConfig"]
+__all__ = ["XLMBackboneConfig", "check_bool", "check_int", "check_number"]

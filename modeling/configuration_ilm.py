@@ -1,6 +1,6 @@
 """Configuration of the Insertion LM (ILM, arXiv 2505.05755)."""
 
-from .configuration_backbone import XLMBackboneConfig
+from .configuration_backbone import XLMBackboneConfig, check_bool, check_int, check_number
 
 
 class ILMConfig(XLMBackboneConfig):
@@ -54,13 +54,14 @@ class ILMConfig(XLMBackboneConfig):
     ):
         if stopping_head not in ("binary", "length"):
             raise ValueError(f"stopping_head must be 'binary' or 'length', got {stopping_head!r}.")
-        if stopping_loss_weight < 0:
-            raise ValueError(f"stopping_loss_weight must be >= 0, got {stopping_loss_weight}.")
+        check_number("stopping_loss_weight", stopping_loss_weight, 0)
+        check_number("stopping_dropout", stopping_dropout, 0, 1, optional=True)
+        check_int("num_length_classes", num_length_classes, 2, optional=True)
+        check_bool("gap_head_right_neighbor", gap_head_right_neighbor)
         if stopping_class_weight is not None:
             if stopping_head != "binary":
                 raise ValueError("stopping_class_weight only applies to the binary stopping head.")
-            if not 0.0 <= stopping_class_weight <= 1.0:
-                raise ValueError(f"stopping_class_weight must be in [0, 1], got {stopping_class_weight}.")
+            check_number("stopping_class_weight", stopping_class_weight, 0, 1)
         super().__init__(final_layer_norm=final_layer_norm, **kwargs)
         if num_length_classes is None:
             num_length_classes = self.max_position_embeddings

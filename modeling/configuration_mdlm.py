@@ -1,6 +1,6 @@
 """Configuration of the masked diffusion language model (MDLM, arXiv 2406.07524)."""
 
-from .configuration_backbone import XLMBackboneConfig
+from .configuration_backbone import XLMBackboneConfig, check_bool, check_number
 from .noise_schedules import NOISE_SCHEDULES
 
 BOS_POSITIONS = ("after_prompt", "before_prompt", "none")
@@ -42,12 +42,12 @@ class MDLMConfig(XLMBackboneConfig):
         bos_position: str = "after_prompt",
         **kwargs,
     ):
-        if noise_schedule not in NOISE_SCHEDULES:
+        if not isinstance(noise_schedule, str) or noise_schedule not in NOISE_SCHEDULES:
             raise ValueError(
                 f"Unknown noise_schedule {noise_schedule!r}; known: {', '.join(sorted(NOISE_SCHEDULES))}."
             )
-        if not sigma_max > 0:
-            raise ValueError(f"sigma_max must be positive, got {sigma_max}.")
+        check_number("sigma_max", sigma_max, 0, inclusive=False)
+        check_bool("zero_init_output", zero_init_output)
         if bos_position not in BOS_POSITIONS:
             raise ValueError(f"bos_position must be one of {BOS_POSITIONS}, got {bos_position!r}.")
         self.noise_schedule = noise_schedule

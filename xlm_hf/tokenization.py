@@ -74,11 +74,24 @@ def add_xlm_special_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
 
 
 def check_tokenizer_matches_model(tokenizer: PreTrainedTokenizerBase, config) -> None:
-    """One clear error when a tokenizer cannot drive a model (ids past the embedding, other special ids)."""
-    if len(tokenizer) > config.vocab_size:
+    """One clear error when a tokenizer cannot drive a model: another vocabulary size or other special ids.
+
+    The sizes must be equal. A larger tokenizer has ids past the embedding; a smaller one lets the model generate
+    ids the tokenizer lacks, which vanish from the decoded text. (Vocabularies padded to a round size are not made
+    by xlm_hf; resize such a model to its tokenizer.)
+    """
+    if len(tokenizer) != config.vocab_size:
+        if len(tokenizer) > config.vocab_size:
+            consequence = "its ids past the model's vocabulary cannot be embedded"
+        else:
+            consequence = (
+                f"the model can generate ids {len(tokenizer)}..{config.vocab_size - 1}, which the tokenizer lacks "
+                "and which would vanish from the text"
+            )
         raise ValueError(
-            f"The tokenizer has {len(tokenizer)} tokens but the model's vocabulary has only {config.vocab_size}: "
-            "use the tokenizer saved with this checkpoint (or resize the model's embeddings)."
+            f"The tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {config.vocab_size}: "
+            f"{consequence}. Use the tokenizer saved with this checkpoint, or resize the model to the tokenizer "
+            "with model.resize_token_embeddings(len(tokenizer)) (new rows need training)."
         )
     for name in ("pad_token_id", "bos_token_id", "eos_token_id", "mask_token_id", "cls_token_id"):
         model_id = getattr(config, name, None)
