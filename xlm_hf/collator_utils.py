@@ -1,6 +1,19 @@
-"""Padding helpers shared by every family's collators (the only collator code that is truly the same)."""
+"""What every family's collators share: padding helpers and where their random draws come from.
+
+Randomness: batch k of a run draws its noise (masks, times, deletions) from a generator of its own, seeded from the
+run's seed and k. A batch's noise is then a pure function of its position in training, whoever else draws random
+numbers and in whichever order batches are collated: accelerate collates one batch ahead, Trainer collates the first
+batches after a resume before it restores its random state, DataLoader workers collate in other processes. This is
+what makes a resumed run draw exactly the noise of an uninterrupted one, and an evaluation's noise the same at
+every step. `XLMTrainer` sets the position (`set_batch_noise`); a collator used on its own with a `seed` numbers its
+batches from 0, and one without a seed draws from torch's global generator.
+"""
+
+import hashlib
+from dataclasses import dataclass, field
 
 import torch
+from torch.utils.data import get_worker_info
 
 
 def pad_left(sequences: list[list[int]], width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,4 +51,65 @@ def require_token_id(tokenizer, name: str) -> int:
     return token_id
 
 
-__all__ = ["pad_left", "pad_right", "require_token_id"]
+def batch_seed(seed: int, batch_index: int) -> int:
+    """A 63-bit seed for batch `batch_index` of a run seeded with `seed` (neighbouring batches get unrelated
+    streams, unlike `seed + batch_index`)."""
+    digest = hashlib.sha256(f"{seed}/{batch_index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+@dataclass
+class BatchNoise:
+    """The position of a collator in its run: the next batch it collates is number `first_batch`, then every
+    `stride`-th one (each of `stride` processes collates every `stride`-th batch of the run).
+
+    DataLoader workers each get a copy of the collator and take the batches round robin, so worker w of n collates
+    batches w, w + n, ... of those that follow `first_batch`.
+    """
+
+    seed: int
+    first_batch: int = 0
+    stride: int = 1
+    calls: int = field(default=0, repr=False)  # batches collated by this copy
+
+    def next_generator(self) -> torch.Generator:
+        worker = get_worker_info()
+        offset, workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        index = self.first_batch + self.stride * (offset + self.calls * workers)
+        self.calls += 1
+        return torch.Generator().manual_seed(batch_seed(self.seed, index))
+
+
+def set_batch_noise(collator, first_batch: int = 0, seed: int | None = None, stride: int = 1) -> bool:
+    """Makes `collator`'s next batch number `first_batch` of a run seeded with the collator's own `seed`, or with
+    `seed` when it has none. Returns False (and changes nothing) for a collator without a `seed` field, which
+    draws no noise, or when no seed is known."""
+    if not hasattr(collator, "seed"):
+        return False
+    run_seed = collator.seed if collator.seed is not None else seed
+    if run_seed is None:
+        return False
+    collator._batch_noise = BatchNoise(run_seed, first_batch, stride)
+    return True
+
+
+def batch_generator(collator) -> torch.Generator | None:
+    """The generator of `collator`'s next batch; None (torch's global generator) for a collator without a seed
+    that no Trainer has placed."""
+    noise = getattr(collator, "_batch_noise", None)
+    if noise is None:
+        if getattr(collator, "seed", None) is None:
+            return None
+        noise = collator._batch_noise = BatchNoise(collator.seed)
+    return noise.next_generator()
+
+
+__all__ = [
+    "pad_left",
+    "pad_right",
+    "require_token_id",
+    "BatchNoise",
+    "batch_seed",
+    "batch_generator",
+    "set_batch_noise",
+]

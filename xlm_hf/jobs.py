@@ -9,19 +9,22 @@ that would otherwise go wrong without a word.
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import TrainingArguments, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .experiment import DataArguments, ExperimentError, data_arguments, load_experiment, parse_yaml
-from .export import EXPERIMENT_FILE, RESULTS_FILE, export_model, load_model_and_tokenizer
+from .atomic_io import atomic_write_text
+from .experiment import DataArguments, ExperimentError, data_arguments, load_experiment
+from .export import RESULTS_FILE, export_model, load_model_and_tokenizer, read_experiment_file
 from .families import Family, get_family
 from .hub import push_after_training, take_push_settings
 from .tasks import get_task, load_task, tokenize_seq2seq
-from .trainer import EvalTask
+from .trainer import EvalTask, TrainingInterrupted, find_checkpoint
 
 DEBUG_MODES = ("overfit", "small_data")
 # Where launchers put the number of processes: torchrun / accelerate (WORLD_SIZE), MPI (the others).
@@ -187,12 +190,20 @@ def training_arguments(experiment: dict[str, Any]) -> TrainingArguments:
 
 
 def train(experiment: dict[str, Any]) -> dict[str, Any]:
-    """Trains the experiment, evaluates it on its eval tasks, and exports a Hub-ready folder to `output_dir`."""
+    """Trains the experiment, evaluates it on its eval tasks, and exports a Hub-ready folder to `output_dir`.
+
+    `training.resume_from_checkpoint` (a checkpoint folder, absolute or relative to `output_dir`, or true for the
+    latest one) continues a run exactly where it stopped. SIGINT / SIGTERM stop training with a resumable
+    checkpoint and raise `TrainingInterrupted` (no evaluation, no export).
+    """
     family = get_family(experiment["family"])
     hub_push = take_push_settings(experiment)  # Trainer must not push output_dir itself (checkpoints); see hub.py
     data_args = data_arguments(experiment)
     input_block_size, block_size = block_sizes(data_args)
     args = training_arguments(experiment)
+    # a checkpoint that is not there is an error now, not after the data is prepared
+    resume = experiment.get("training", {}).get("resume_from_checkpoint")
+    checkpoint = find_checkpoint(resume, args.output_dir) if resume else None
     set_seed(args.seed)
 
     task = get_task(data_args.task)
@@ -229,14 +240,14 @@ def train(experiment: dict[str, Any]) -> dict[str, Any]:
         eval_tasks=eval_tasks,
         generation_kwargs=generation,
     )
-    train_output = trainer.train()
+    train_output = trainer.train(resume_from_checkpoint=checkpoint)
     # Trainer evaluated at the last step already: its metrics, not a second evaluation.
     final_metrics = trainer.final_evaluation() if eval_tasks else {}
     trainer.save_state()  # output_dir/trainer_state.json: the log history (never pushed)
 
     # One process writes the folder; the others wait, so none exits before the export is complete.
     if trainer.is_world_process_zero():
-        export_model(trainer.model, tokenizer, args.output_dir, family, experiment=experiment)
+        _export_trained_model(trainer, tokenizer, family, experiment)
     trainer.accelerator.wait_for_everyone()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     summary = {
@@ -254,6 +265,26 @@ def train(experiment: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _export_trained_model(trainer, tokenizer, family: Family, experiment: dict[str, Any]) -> None:
+    """Exports the trained model to `output_dir`. Training ended with a checkpoint of its last step (see
+    `XLMTrainer`), so a failed export (a full disk) loses nothing: the error says where the weights are and how to
+    export them. With `save_strategy: no` that checkpoint was only this safety net and goes after the export."""
+    args = trainer.args
+    last_checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}"
+    try:
+        export_model(trainer.model, tokenizer, args.output_dir, family, experiment=experiment)
+    except (OSError, ValueError) as error:
+        if not last_checkpoint.is_dir():
+            raise
+        raise ValueError(
+            f"exporting the trained model to {args.output_dir} failed ({error}); the trained weights are safe in "
+            f"{last_checkpoint}: fix the cause (e.g. free disk space) and run the same command with "
+            "training.resume_from_checkpoint=true to export them without training again."
+        ) from error
+    if args.save_strategy == "no":
+        shutil.rmtree(last_checkpoint, ignore_errors=True)
+
+
 def evaluate(
     model_path: str,
     task: str | None = None,
@@ -264,11 +295,14 @@ def evaluate(
     cache_dir: str | None = None,
 ) -> dict[str, Any]:
     """Runs a saved model's eval tasks on `split`; writes `results.json` next to the weights."""
+    # bool is an int: `limit=True` is a mistake, not "1 example"
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ValueError(f"--limit must be a positive number of examples, got {limit!r}.")
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+        raise ValueError(f"--batch-size must be a positive integer, got {batch_size!r}.")
     model, tokenizer, family, model_dir = load_model_and_tokenizer(model_path, revision)
-    experiment_file = model_dir / EXPERIMENT_FILE
-    if experiment_file.is_file():
-        experiment = parse_yaml(experiment_file.read_text())
-    else:
+    experiment = read_experiment_file(model_dir)
+    if experiment is None:
         experiment = {"family": family.name, "data": {}}
     experiment.setdefault("data", {})
     if task is not None:
@@ -324,9 +358,8 @@ def evaluate(
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)},
     }
     if writable and trainer.is_world_process_zero():
-        tmp = model_dir / (RESULTS_FILE + ".tmp")
-        tmp.write_text(json.dumps(results, indent=2))
-        os.replace(tmp, model_dir / RESULTS_FILE)
+        # a unique temporary name per writer: concurrent evals of one folder each replace the file whole
+        atomic_write_text(model_dir / RESULTS_FILE, json.dumps(results, indent=2))
     return results
 
 
@@ -336,28 +369,69 @@ def generate(
     revision: str | None = None,
     **generation_kwargs,
 ) -> list[str]:
-    """Generates from plain text prompts; returns the continuation of each (the whole text when the family
-    does not keep the prompt as a prefix)."""
-    model, tokenizer, _, _ = load_model_and_tokenizer(model_path, revision)
+    """Generates from plain text prompts; returns, per generated sequence, the continuation when the model kept
+    the prompt as a prefix and only added tokens after it, and the whole text otherwise (infilled `[MASK]`s,
+    insertions inside the prompt). Which tokens are new comes from the model's output, not from the text.
+
+    Prompts are plain text: `[MASK]` marks a gap to fill for the families that infill (MLM, MDLM, ILM); every
+    other special token (`[PAD]`, `[BOS]`, `[EOS]`, `[CLS]`, ...) belongs to the layout `generate` adds itself,
+    and a prompt that types one is refused."""
+    from .hub import FAMILY_PIPELINES
+    from .modeling.pipeline_xlm import new_token_mask
+
+    model, tokenizer, family, _ = load_model_and_tokenizer(model_path, revision)
     tokenizer.padding_side = "left"
     encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    if tokenizer.unk_token_id is not None and bool((encoded["input_ids"] == tokenizer.unk_token_id).any()):
+    ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]
+    if tokenizer.unk_token_id is not None and bool((ids == tokenizer.unk_token_id).any()):
         unknown = [w for p in prompts for w in p.split() if tokenizer.convert_tokens_to_ids(w) == tokenizer.unk_token_id]
         raise ValueError(f"The prompt has words outside the model's vocabulary: {sorted(set(unknown))}.")
+    allowed = {tokenizer.mask_token_id} if "infill" in FAMILY_PIPELINES.get(family.name, {}) else set()
+    typed = sorted(
+        {int(i) for i in ids[attention_mask.bool()].tolist()} & (set(tokenizer.all_special_ids) - allowed)
+    )
+    if typed:
+        names = ", ".join(tokenizer.convert_ids_to_tokens(typed))
+        infill = " ([MASK] marks a gap to fill)" if allowed else ""
+        raise ValueError(
+            f"The prompt holds the special token(s) {names}: {family.name.upper()} prompts are plain text{infill}; "
+            "generate adds the layout tokens itself. Remove them from the prompt."
+        )
+    if ids.shape[1] == 0:  # no prompt at all: unconditional generation
+        ids = attention_mask = None
+    # the output must say which tokens are new: the masked families' output dict, the insertion history
+    generation_kwargs = dict(generation_kwargs)
+    if hasattr(model.generation_config, "return_history"):
+        generation_kwargs["return_history"] = True
+    if hasattr(model.generation_config, "return_dict_in_generate"):
+        generation_kwargs["return_dict_in_generate"] = True
     with torch.no_grad():
-        output = model.generate(**encoded, **generation_kwargs)
+        output = model.generate(input_ids=ids, attention_mask=attention_mask, **generation_kwargs)
     sequences = output.sequences if hasattr(output, "sequences") else output
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    new = new_token_mask(output, ids, attention_mask, pad)
+    special = torch.tensor(tokenizer.all_special_ids)
     texts = []
-    for row in range(len(prompts)):
-        prompt_text = tokenizer.decode(encoded["input_ids"][row], skip_special_tokens=True).strip()
-        full_text = tokenizer.decode(sequences[row], skip_special_tokens=True).strip()
-        # the continuation when the prompt is kept as a prefix; the whole text otherwise (e.g. insertions)
-        texts.append(full_text[len(prompt_text) :].strip() if full_text.startswith(prompt_text) else full_text)
+    for row in range(sequences.shape[0]):
+        sequence, is_new = sequences[row], new[row]
+        is_text = ~torch.isin(sequence, special)
+        kept_positions = (is_text & ~is_new).nonzero().flatten()
+        new_positions = (is_text & is_new).nonzero().flatten()
+        prompt_index = row * len(prompts) // sequences.shape[0]  # rows come num_return_sequences per prompt
+        prompt_text = tokenizer.decode(encoded["input_ids"][prompt_index], skip_special_tokens=True).strip()
+        kept_text = tokenizer.decode(sequence[kept_positions], skip_special_tokens=True).strip()
+        # a continuation: the prompt's tokens unchanged, and every new token after them
+        appended = len(new_positions) == 0 or len(kept_positions) == 0 or kept_positions[-1] < new_positions[0]
+        if kept_text == prompt_text and appended:
+            texts.append(tokenizer.decode(sequence[new_positions], skip_special_tokens=True).strip())
+        else:
+            texts.append(tokenizer.decode(sequence, skip_special_tokens=True).strip())
     return texts
 
 
 __all__ = [
     "train",
+    "TrainingInterrupted",
     "evaluate",
     "generate",
     "prepare_experiment",

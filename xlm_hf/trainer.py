@@ -12,11 +12,28 @@ predictions file are those of a one-process evaluation.
 
 Family trainers subclass this and implement `compute_loss` (sum over the batch divided by
 `num_items_in_batch`, see `normalize_loss`) and `predict_targets`.
+
+Training can be stopped and resumed without changing its result:
+- the collators' noise is a pure function of the batch's position in training (`xlm_hf.collator_utils`); each
+  checkpoint records how many batches were trained (`collator_state.json`), so a resumed run draws exactly the
+  noise an uninterrupted one would, and its final eval loss is the same;
+- loss evaluations draw the same noise at every step (their collators start at batch 0 of the run's seed each
+  time, and the training random state is left untouched), so eval losses of different steps and runs compare;
+- `train(resume_from_checkpoint=...)` takes a checkpoint folder, absolute or relative to `output_dir`, or True
+  for the latest one, and refuses anything else with one clear error (`find_checkpoint`);
+- SIGINT (Ctrl-C) and SIGTERM end training at the end of the current step with a resumable checkpoint, then
+  `train` raises `TrainingInterrupted`; a second signal stops the process at once;
+- training always ends with a checkpoint of its last step, so the trained weights are on disk before anything
+  else (evaluation, export) can fail.
 """
 
 import json
+import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +43,69 @@ from accelerate.utils import gather_object
 from datasets import Dataset
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, get_last_checkpoint
+from transformers.utils import logging
 
+from .atomic_io import atomic_open
+from .collator_utils import set_batch_noise
 from .metrics import load_metric
 
+logger = logging.get_logger(__name__)
+
 EVAL_KINDS = ("loss", "generate")
+# Written into every checkpoint next to Trainer's own files: the number of batches each process has trained.
+COLLATOR_STATE_FILE = "collator_state.json"
+TRAINER_STATE_FILE = "trainer_state.json"  # Trainer writes it last: a checkpoint that has it is complete
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGINT or SIGTERM after saving a resumable checkpoint."""
+
+    def __init__(self, signal_number: int, checkpoint: str):
+        self.signal_number = signal_number
+        self.checkpoint = checkpoint
+        # the shell's convention for "ended by signal N": 130 for SIGINT, 143 for SIGTERM
+        self.exit_code = 128 + signal_number
+        super().__init__(
+            f"{signal.Signals(signal_number).name}: saved a resumable checkpoint to {checkpoint}; resume with "
+            "training.resume_from_checkpoint=true"
+        )
+
+
+def find_checkpoint(resume_from_checkpoint: str | bool, output_dir: str) -> str:
+    """The checkpoint folder that `resume_from_checkpoint` names: True is the latest `checkpoint-N` in
+    `output_dir`; a path is absolute, or relative to `output_dir` (then to the working directory). Anything
+    that is not a complete Trainer checkpoint is one error saying what to do."""
+    option = f"training.resume_from_checkpoint={resume_from_checkpoint}"
+    if resume_from_checkpoint is True:
+        latest = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+        if latest is None:
+            raise ValueError(
+                f"{option.lower()}: {output_dir} holds no {PREFIX_CHECKPOINT_DIR}-N folder to resume from; train "
+                "without it, or name a checkpoint folder."
+            )
+        if not os.path.isfile(os.path.join(latest, TRAINER_STATE_FILE)):
+            raise ValueError(
+                f"{option.lower()}: the latest checkpoint {latest} is incomplete (no {TRAINER_STATE_FILE}: the run "
+                "stopped while saving it); delete it to resume from the one before, or name a checkpoint folder."
+            )
+        return latest
+    given = Path(resume_from_checkpoint).expanduser()
+    candidates = [given] if given.is_absolute() else [Path(output_dir) / given, given]
+    path = next((candidate for candidate in candidates if candidate.exists()), None)
+    if path is None:
+        raise ValueError(
+            f"{option}: no such folder (looked for {' and '.join(map(str, candidates))}); name a "
+            f"{PREFIX_CHECKPOINT_DIR}-N folder of the run, or use true for the latest one in {output_dir}."
+        )
+    if not (path / TRAINER_STATE_FILE).is_file():
+        raise ValueError(
+            f"{option}: {path} is not a complete Trainer checkpoint (it has no {TRAINER_STATE_FILE}); name a "
+            f"{PREFIX_CHECKPOINT_DIR}-N folder of the run, or use true for the latest one in {output_dir}."
+        )
+    return str(path)
 
 
 @dataclass
@@ -75,7 +150,10 @@ class XLMTrainer(Trainer):
         if kwargs.get("eval_dataset") is None and self.eval_tasks:
             # Trainer insists on an eval dataset when eval_strategy is set; ours come from the tasks.
             kwargs["eval_dataset"] = next(iter(self.eval_tasks.values())).dataset
+        self.batches_trained = 0  # by this process, in this run (restored on resume): the collator's position
+        self.stop_signal: int | None = None  # set by a SIGINT / SIGTERM during `train`
         super().__init__(*args, **kwargs)
+        self.add_callback(_ResumableTraining(self))
 
     # ----- helpers for family losses ---------------------------------------------------------------------------
 
@@ -99,6 +177,115 @@ class XLMTrainer(Trainer):
     def predict_targets(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         """Generates for a prediction batch; returns ids laid out like `batch["target_ids"]`."""
         raise NotImplementedError(f"{type(self).__name__} does not implement predict_targets.")
+
+    # ----- training: exact resume, signals, final checkpoint -----------------------------------------------------
+
+    def train(
+        self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None, **kwargs
+    ):
+        """Trainer's `train`, resumable exactly (see the module docstring). Raises `TrainingInterrupted` after
+        saving a checkpoint when SIGINT or SIGTERM stopped it."""
+        checkpoint = find_checkpoint(resume_from_checkpoint, self.args.output_dir) if resume_from_checkpoint else None
+        if checkpoint and self._is_finished(checkpoint):
+            # Trainer would train one step past the end (it runs at least one step of the resumed epoch)
+            return self._load_finished_run(checkpoint)
+        self.batches_trained = self._read_batches_trained(checkpoint) if checkpoint else 0
+        self.stop_signal = None
+        with self._stop_on_signals():
+            output = super().train(
+                resume_from_checkpoint=checkpoint, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval, **kwargs
+            )
+        if self.stop_signal is not None:
+            saved = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            if not (saved / TRAINER_STATE_FILE).is_file():  # the signal came after the last step's save
+                self._save_checkpoint(self.model, trial)
+            raise TrainingInterrupted(self.stop_signal, str(saved))
+        return output
+
+    def _is_finished(self, checkpoint: str) -> bool:
+        """Whether `checkpoint` is the last step of the run these arguments describe."""
+        state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_FILE))
+        max_steps = self.args.max_steps if self.args.max_steps > 0 else state.max_steps
+        return state.global_step >= max_steps
+
+    def _load_finished_run(self, checkpoint: str) -> TrainOutput:
+        """The model and state of a checkpoint at the run's last step (e.g. one whose export failed), without
+        training; like Trainer's, the output's loss and runtime are those of this call (no step)."""
+        self._load_from_checkpoint(checkpoint)
+        self.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_FILE))
+        logger.info(f"{checkpoint} is the last step of the run: nothing left to train.")
+        return TrainOutput(self.state.global_step, 0.0, {"train_runtime": 0.0})
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self.batches_trained += 1
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        super()._save_rng_state(output_dir)
+        if self.args.should_save:
+            state = {"batches_trained": self.batches_trained}
+            (Path(output_dir) / COLLATOR_STATE_FILE).write_text(json.dumps(state) + "\n")
+
+    def _read_batches_trained(self, checkpoint: str) -> int:
+        path = Path(checkpoint) / COLLATOR_STATE_FILE
+        if not path.is_file():
+            # a checkpoint of another trainer: Trainer's own count, which is exact unless an epoch ended in a
+            # partial accumulation
+            state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_FILE))
+            logger.warning(f"{checkpoint} has no {COLLATOR_STATE_FILE}: the noise after resuming may differ.")
+            return state.global_step * self.args.gradient_accumulation_steps
+        try:
+            return int(json.loads(path.read_text())["batches_trained"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path} is damaged ({error!r}); resume from another checkpoint of the run.") from error
+
+    def _place_training_noise(self) -> None:
+        """Numbers the training collator's next batch: this process's batches take every `world_size`-th place
+        of the run, so the noise does not depend on how the batches are shared out among processes."""
+        world_size, rank = self.args.world_size, self.args.process_index
+        placed = set_batch_noise(
+            self.data_collator, self.batches_trained * world_size + rank, seed=self.args.seed, stride=world_size
+        )
+        if placed and self.args.dataloader_num_workers > 0 and self.args.dataloader_persistent_workers:
+            logger.warning(
+                "dataloader_persistent_workers keeps the collator copies of the first epoch: the noise of later "
+                "epochs, and of a resumed run, is not the noise of an uninterrupted run."
+            )
+
+    @contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """While training: SIGINT and SIGTERM ask for a stop at the end of the current step (`stop_signal`);
+        a second signal gets the handler of before training (Python's default when it was ignored) at once."""
+        if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+            yield
+            return
+        previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+
+        def request_stop(number: int, frame) -> None:
+            if self.stop_signal is None:
+                self.stop_signal = number
+                return
+            handler = previous[number]
+            signal.signal(number, handler if handler not in (signal.SIG_IGN, None) else signal.SIG_DFL)
+            signal.raise_signal(number)
+
+        # set explicitly, so a process started with SIGINT ignored (in the background of a script) still stops
+        for number in STOP_SIGNALS:
+            signal.signal(number, request_stop)
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+    def _stop_requested(self) -> bool:
+        """Whether a signal asked to stop, on any process: all must stop at the same step (they are synchronised
+        by their collectives), so the processes agree at every step end."""
+        if self.args.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = torch.tensor([self.stop_signal or 0], device=self.args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            self.stop_signal = int(flag.item()) or None
+        return self.stop_signal is not None
 
     # ----- evaluation ------------------------------------------------------------------------------------------
 
@@ -124,19 +311,26 @@ class XLMTrainer(Trainer):
         """The eval-task metrics of the model as training left it.
 
         Trainer already evaluates at the last step (`eval_strategy` "steps" or "epoch"); evaluating again after
-        `train()` would log a second, different result for the same step (the masked families' loss draws new
-        noise) and, with TensorBoard, open a second event file. So this returns that evaluation's metrics, and
-        evaluates only when training ran none at its last step.
+        `train()` would log a second result for the same step, spend the time of a second evaluation and, with
+        TensorBoard, open a second event file. So this returns that evaluation's metrics, and evaluates only when
+        training ran none at its last step.
         """
         if self.last_evaluation is not None and self.last_evaluation[0] == self.state.global_step:
             return dict(self.last_evaluation[1])
         return self.evaluate()
 
     def _evaluate_loss(self, task: EvalTask, ignore_keys: list[str] | None, prefix: str) -> dict[str, float]:
+        # The same noise at every evaluation (batch i of the task always draws the noise of batch i of the run's
+        # seed, whichever process evaluates it), and the training's random state untouched: eval losses of
+        # different steps compare, and a resumed run reports those of an uninterrupted one.
+        set_batch_noise(task.collator, self.args.process_index, seed=self.args.seed, stride=self.args.world_size)
+        model = self.accelerator.unwrap_model(self.model)
         training_collator = self.data_collator
         self.data_collator = task.collator
         try:
-            return super().evaluate(task.dataset, ignore_keys, prefix)
+            with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+                torch.manual_seed(self.args.seed)  # for collators that draw from torch's global generator
+                return super().evaluate(task.dataset, ignore_keys, prefix)
         finally:
             self.data_collator = training_collator
 
@@ -196,7 +390,8 @@ class XLMTrainer(Trainer):
         if self.is_world_process_zero():
             out_dir = Path(self.args.output_dir) / "predictions" / task.name
             out_dir.mkdir(parents=True, exist_ok=True)
-            with open(out_dir / f"step={self.state.global_step}.jsonl", "w") as handle:
+            # whole or absent: a full disk leaves no truncated file (and no temporary one)
+            with atomic_open(out_dir / f"step={self.state.global_step}.jsonl") as handle:
                 for _, prediction, reference, record in rows:
                     handle.write(json.dumps({**record, "exact_match": float(prediction == reference)}) + "\n")
 
@@ -205,4 +400,24 @@ class XLMTrainer(Trainer):
         return metrics
 
 
-__all__ = ["EvalTask", "XLMTrainer", "EVAL_KINDS"]
+class _ResumableTraining(TrainerCallback):
+    """Places the training collator's noise at each epoch's start, and saves a checkpoint at the last step and
+    at the step a signal asked to stop at (see `XLMTrainer.train`)."""
+
+    def __init__(self, trainer: XLMTrainer):
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        # before the epoch's DataLoader iterator (and its workers, which copy the collator) is created
+        self.trainer._place_training_noise()
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self.trainer._stop_requested():
+            control.should_evaluate = False  # stop within seconds: this step's evaluation is skipped
+            control.should_save = True
+            control.should_training_stop = True
+        elif state.global_step >= state.max_steps:
+            control.should_save = True  # the trained weights are on disk before evaluation and export
+
+
+__all__ = ["EvalTask", "XLMTrainer", "EVAL_KINDS", "TrainingInterrupted", "find_checkpoint", "COLLATOR_STATE_FILE"]

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ..collator_utils import pad_left, pad_right, require_token_id
+from ..collator_utils import batch_generator, pad_left, pad_right, require_token_id
 
 
 def attribute_deletions(tokens: list[int], deleted_positions) -> tuple[list[int], list[int], list[int]]:
@@ -62,16 +62,6 @@ def _targets(rows: list[tuple[list[int], list[int]]]) -> tuple[torch.Tensor, tor
     return positions, tokens
 
 
-def _generator(collator) -> torch.Generator | None:
-    """The collator's own generator when its `seed` is set (reproducible batches); torch's global RNG otherwise
-    (which Trainer seeds with `args.seed`)."""
-    if collator.seed is None:
-        return None
-    if getattr(collator, "_generator", None) is None:
-        collator._generator = torch.Generator().manual_seed(collator.seed)
-    return collator._generator
-
-
 @dataclass
 class ILMCollatorForLM:
     """Pretraining: `[CLS] [BOS] kept…` right-padded; every deleted token is a target.
@@ -88,10 +78,10 @@ class ILMCollatorForLM:
     block_size: int = 128
     input_block_size: int | None = None
     pad_to_block_size: bool = False
-    seed: int | None = None
+    seed: int | None = None  # per-batch generators (Trainer's seed when None): see `xlm_hf.collator_utils`
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return self.collate([list(example["input_ids"]) for example in examples], _generator(self))
+        return self.collate([list(example["input_ids"]) for example in examples], batch_generator(self))
 
     def collate(self, texts: list[list[int]], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
         cls, bos, pad = (require_token_id(self.tokenizer, n) for n in ("cls_token", "bos_token", "pad_token"))
@@ -135,7 +125,7 @@ class ILMCollatorForSeq2Seq:
     block_size: int = 64
     pad_to_block_size: bool = False
     layout: str = "seq2seq"
-    seed: int | None = None
+    seed: int | None = None  # per-batch generators (Trainer's seed when None): see `xlm_hf.collator_utils`
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if self.layout not in ("seq2seq", "lm"):
@@ -154,10 +144,10 @@ class ILMCollatorForSeq2Seq:
                 pad_to_block_size=self.pad_to_block_size,
             )
             return joined.collate(
-                [[*ex["prompt_ids"], *ex["target_ids"]] for ex in examples], _generator(self)
+                [[*ex["prompt_ids"], *ex["target_ids"]] for ex in examples], batch_generator(self)
             )
         cls, bos, pad = (require_token_id(self.tokenizer, n) for n in ("cls_token", "bos_token", "pad_token"))
-        generator = _generator(self)
+        generator = batch_generator(self)
         prefixes, suffixes, deletions = [], [], []
         for example in examples:
             prompt, target = list(example["prompt_ids"]), list(example["target_ids"])

@@ -51,10 +51,8 @@ class _DiffusionMasking:
             raise ValueError(f"time_eps must be in [0, 1), got {self.time_eps}.")
         self.schedule = build_noise_schedule(self.noise_schedule, sigma_max=self.sigma_max)
 
-    def _sample_t(self, batch_size: int) -> torch.Tensor:
-        return sample_times(
-            batch_size, antithetic=self.antithetic, eps=self.time_eps, generator=self.generator
-        )
+    def _sample_t(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
+        return sample_times(batch_size, antithetic=self.antithetic, eps=self.time_eps, generator=generator)
 
     def _mask_probability(self, t: torch.Tensor) -> torch.Tensor:
         return self.schedule.mask_probability(t)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ..collator_utils import pad_left, pad_right, require_token_id
+from ..collator_utils import batch_generator, pad_left, pad_right, require_token_id
 
 
 def mask_tokens(
@@ -41,18 +41,12 @@ class _MaskingCollator:
     The MDLM collators override `_sample_t`, `_mask_probability`, `_time_fields` and `_label_positions`.
     """
 
-    seed: int | None = field(default=None, kw_only=True)  # a private generator: reproducible masks
+    # Each batch draws from its own generator, seeded from this seed (Trainer's `seed` when None) and the batch's
+    # position in training: see `xlm_hf.collator_utils`.
+    seed: int | None = field(default=None, kw_only=True)
 
-    @property
-    def generator(self) -> torch.Generator | None:
-        if self.seed is None:
-            return None
-        if getattr(self, "_generator", None) is None:
-            self._generator = torch.Generator().manual_seed(self.seed)
-        return self._generator
-
-    def _sample_t(self, batch_size: int) -> torch.Tensor:
-        return torch.rand(batch_size, generator=self.generator)
+    def _sample_t(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
+        return torch.rand(batch_size, generator=generator)
 
     def _mask_probability(self, t: torch.Tensor) -> torch.Tensor:
         return t
@@ -67,9 +61,10 @@ class _MaskingCollator:
     def _noise(
         self, clean: torch.Tensor, attention_mask: torch.Tensor, maskable: torch.Tensor
     ) -> dict[str, Any]:
-        t = self._sample_t(clean.shape[0])
         mask_id = require_token_id(self.tokenizer, "mask_token")
-        input_ids, masked = mask_tokens(clean, maskable, self._mask_probability(t), mask_id, self.generator)
+        generator = batch_generator(self)
+        t = self._sample_t(clean.shape[0], generator)
+        input_ids, masked = mask_tokens(clean, maskable, self._mask_probability(t), mask_id, generator)
         labels = clean.masked_fill(~self._label_positions(masked, maskable), -100)
         return {
             "input_ids": input_ids,
