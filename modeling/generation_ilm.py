@@ -126,15 +126,22 @@ class ILMGenerationConfig(GenerationConfig):
             positive_int(name)
         positive_int("min_new_tokens", allow_zero=True)
         positive_int("seed", allow_zero=True)
-        if not 0.0 < float(self.stopping_threshold) <= 1.0:
-            raise ValueError(f"`stopping_threshold` must be in (0, 1], got {self.stopping_threshold}.")
+
+        def is_number(value) -> bool:  # not float(value): "abc" or None would fail without naming the field
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+        if not (is_number(self.stopping_threshold) and 0.0 < self.stopping_threshold <= 1.0):
+            raise ValueError(f"`stopping_threshold` must be in (0, 1], got {self.stopping_threshold!r}.")
         for name in ("stopping_temperature", "temperature", "position_temperature"):
-            if not float(getattr(self, name)) > 0.0:
-                raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)}.")
+            if not (is_number(getattr(self, name)) and getattr(self, name) > 0.0):
+                raise ValueError(f"`{name}` must be a number > 0, got {getattr(self, name)!r}.")
         for name in ("top_p", "position_top_p"):
             value = getattr(self, name)
-            if value is not None and not 0.0 < float(value) <= 1.0:
-                raise ValueError(f"`{name}` must be in (0, 1], got {value}.")
+            if value is not None and not (is_number(value) and 0.0 < value <= 1.0):
+                raise ValueError(f"`{name}` must be in (0, 1], got {value!r}.")
+        for name in ("do_sample", "position_do_sample"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
         if self.prompt_layout not in PROMPT_LAYOUTS:
             raise ValueError(f"`prompt_layout` must be one of {PROMPT_LAYOUTS}, got {self.prompt_layout!r}.")
         if self.suppress_token_ids is not None and not all(

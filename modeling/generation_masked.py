@@ -51,6 +51,10 @@ logger = logging.get_logger(__name__)
 UNMASKING_ORDERS = ("random", "top_prob", "prob_diff", "entropy")
 SAMPLERS = ("unmask", "ancestral")
 BOS_POSITIONS = ("after_prompt", "before_prompt", "none")
+# Upper bound of num_steps: the larger of MAX_STEPS and MAX_STEPS_PER_POSITION per position to fill (MDLM's paper
+# samples 1024 tokens in up to 1000 steps, so this leaves room for any schedule while refusing typos like 1e8).
+MAX_STEPS = 1024
+MAX_STEPS_PER_POSITION = 64
 
 # Fields of the config, with their meaning; used for validation of keyword overrides and documentation.
 _FIELDS = (
@@ -715,14 +719,22 @@ class MaskedDenoisingGenerationMixin:
         config: MaskedGenerationConfig,
         num_blocks: int,
     ) -> list[int]:
+        masks = canvas.eq(config.mask_token_id) & canvas_mask.bool()
+        total = max(int(masks.sum(-1).max()), 1)  # the most positions any row has to fill
         if config.num_steps is None:
             if config.sampler == "ancestral":
                 raise ValueError("The ancestral sampler needs num_steps.")
             # one token per step: the most masks any row has in a block
-            masks = canvas.eq(config.mask_token_id) & canvas_mask.bool()
-            total = max(int(masks.sum(-1).max()), 1)
             per_block = math.ceil(total / num_blocks)
             return [max(per_block, 1)] * num_blocks
+        # Steps beyond this only re-run the model over a finished canvas (the ancestral sampler does not stop
+        # early): a typo such as num_steps=1e8 would run for hours.
+        limit = max(MAX_STEPS, MAX_STEPS_PER_POSITION * total)
+        if config.num_steps > limit:
+            raise ValueError(
+                f"num_steps={config.num_steps} is more than this generation can use: at most {limit} (the larger of "
+                f"{MAX_STEPS} and {MAX_STEPS_PER_POSITION} per position to fill; {total} to fill here)."
+            )
         if config.num_steps < num_blocks:
             raise ValueError(
                 f"num_steps={config.num_steps} is fewer than the {num_blocks} blocks of block_size={config.block_size}: "

@@ -111,6 +111,7 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
         """
         input_ids = kwargs.pop("input_ids", inputs)
         inputs_embeds = kwargs.get("inputs_embeds")
+        self._check_generate_arguments(input_ids, attention_mask, inputs_embeds, kwargs)
         if input_ids is None and inputs_embeds is None:
             return super().generate(None, attention_mask=attention_mask, **kwargs)
         reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
@@ -129,6 +130,61 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
             kwargs["max_length"] = min(kwargs["max_length"] + added, self.config.max_position_embeddings)
         self._check_length(source.shape[1], kwargs)
         return super().generate(input_ids, attention_mask=attention_mask, **kwargs)
+
+    def _check_generate_arguments(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        kwargs: dict,
+    ) -> None:
+        """One clear ValueError for inputs and options that transformers' `generate` would fail on deep inside (a
+        ZeroDivisionError for `num_beams=0`, an IndexError for 1-D ids) or accept without effect (`top_p=2`)."""
+        if input_ids is not None:
+            if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+                shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+                raise ValueError(
+                    f"input_ids must be a 2-D tensor (batch, length), got {shape}; for one prompt pass "
+                    "input_ids[None] (or tokenize with return_tensors='pt')."
+                )
+            if input_ids.is_floating_point() or input_ids.is_complex():
+                raise ValueError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}.")
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if attention_mask is not None and reference is not None:
+            if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != reference.shape[:2]:
+                shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else attention_mask
+                raise ValueError(
+                    f"attention_mask must have the shape of the prompts {tuple(reference.shape[:2])}, got {shape}."
+                )
+        base = kwargs.get("generation_config") or self.generation_config
+
+        def value(name: str):
+            return kwargs[name] if kwargs.get(name) is not None else getattr(base, name, None)
+
+        def is_int(number) -> bool:
+            return isinstance(number, int) and not isinstance(number, bool)
+
+        def is_number(number) -> bool:
+            return isinstance(number, (int, float)) and not isinstance(number, bool)
+
+        checks = {
+            "max_new_tokens": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+            "min_new_tokens": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+            "max_length": (lambda v: is_int(v) and v > 0, "a positive integer"),
+            "num_beams": (lambda v: is_int(v) and v >= 1, "a positive integer"),
+            "num_return_sequences": (lambda v: is_int(v) and v >= 1, "a positive integer"),
+            "top_k": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+            "top_p": (lambda v: is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
+            # 0 is how greedy callers (lm-eval) spell "no temperature"; sampling needs a positive one
+            "temperature": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+            "do_sample": (lambda v: isinstance(v, bool), "True or False"),
+        }
+        for name, (valid, expected) in checks.items():
+            given = value(name)
+            if given is not None and not valid(given):
+                raise ValueError(f"{name} must be {expected}, got {given!r}.")
+        if value("do_sample") and value("temperature") == 0:
+            raise ValueError("temperature=0 cannot be combined with do_sample=True: sampling needs a temperature > 0.")
 
     def lay_out_prompts(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -253,7 +309,8 @@ def prompt_layout(
     if bos is None or position == "none":
         return identity
     real = attention_mask.bool()
-    if width > 0 and not bool(real[:, -1].all()):
+    # a row without real tokens is an empty prompt of a batch (all padding), not a right-padded one
+    if width > 0 and not bool((real[:, -1] | ~real.any(-1)).all()):
         raise ValueError(
             "ARLM generation needs left-padded prompts (the last column is padding in some row). "
             "Set `tokenizer.padding_side = 'left'` before tokenizing."

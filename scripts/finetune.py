@@ -52,8 +52,8 @@ import torch
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-from xlm_hf.experiment import dump_experiment, parse_yaml
-from xlm_hf.export import EXPERIMENT_FILE, export_model, load_model_and_tokenizer
+from xlm_hf.experiment import dump_experiment
+from xlm_hf.export import EXPERIMENT_FILE, export_model, load_model_and_tokenizer, read_experiment_file
 from xlm_hf.families import Family
 from xlm_hf.hub import check_repo_id
 from xlm_hf.model_card import DEFAULT_LICENSE, write_model_card
@@ -170,10 +170,20 @@ def load_raw_datasets(data_args: DataArguments) -> datasets.DatasetDict:
             )
         if not Path(path).is_file():
             raise ValueError(f"{path} does not exist.")
+        if Path(path).stat().st_size == 0:  # `datasets` fails on it with a bare StopIteration
+            raise ValueError(f"{path} is empty: give a file with at least one row.")
         builders.add(FILE_BUILDERS[suffix])
     if len(builders) != 1:
         raise ValueError("--train_file and --validation_file must have the same type.")
-    return datasets.load_dataset(builders.pop(), data_files=files)
+    try:
+        raw = datasets.load_dataset(builders.pop(), data_files=files)
+    except (StopIteration, ValueError) as error:  # e.g. a file of blank lines: no rows, or a bare StopIteration
+        reason = " ".join(str(error).split()) or "no rows"
+        raise ValueError(f"Could not read rows from {', '.join(files.values())} ({reason}).") from error
+    for split, dataset in raw.items():
+        if len(dataset) == 0:
+            raise ValueError(f"{files[split]} has no rows: give a file with at least one row.")
+    return raw
 
 
 def base_model_hub_id(model_args: ModelArguments, base_experiment: dict) -> str | None:
@@ -251,9 +261,7 @@ def main(argv: list[str] | None = None) -> dict:
         model_args.model_name_or_path, model_args.model_revision
     )
     model.train()
-    base_experiment = {}
-    if (model_dir / EXPERIMENT_FILE).is_file():
-        base_experiment = parse_yaml((model_dir / EXPERIMENT_FILE).read_text()) or {}
+    base_experiment = read_experiment_file(model_dir) or {}
     base_model = base_model_hub_id(model_args, base_experiment)
     if base_model is None:
         logger.warning(
@@ -454,4 +462,16 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from xlm_hf.trainer import TrainingInterrupted
+
+    try:
+        main()
+    except ValueError as error:  # what to fix, in one line (as the xlm-hf CLI reports it)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except TrainingInterrupted as interrupted:  # Ctrl-C / SIGTERM: a resumable checkpoint was saved
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        sys.exit(interrupted.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted: stopped before the run finished.", file=sys.stderr)
+        sys.exit(130)

@@ -20,9 +20,47 @@ Only the main process prints the final JSON line.
 """
 
 import argparse
+import errno
 import json
 import os
 import sys
+from typing import NoReturn
+
+# Failures of the machine rather than of the code (a full disk, a read-only or foreign folder): one `error:` line
+# that names the file, like a user error; any other OSError is a bug and keeps its traceback.
+ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse with the CLI's convention for user errors: one `error:` line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _join_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`--repo-id -org/x` as `--repo-id=-org/x`: argparse takes a value that starts with '-' for an unknown option
+    and says "expected one argument"; joined, the value reaches the checks that say what is wrong with it."""
+    takes_value, known = set(), set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                for sub_action in subparser._actions:
+                    known.update(sub_action.option_strings)
+                    if sub_action.option_strings and sub_action.nargs is None:
+                        takes_value.update(sub_action.option_strings)
+        known.update(action.option_strings)
+    joined, index = [], 0
+    while index < len(argv):
+        item = argv[index]
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if item in takes_value and following is not None and following.startswith("-") and following not in known:
+            joined.append(f"{item}={following}")
+            index += 2
+        else:
+            joined.append(item)
+            index += 1
+    return joined
 
 
 def _parse_value(text: str):
@@ -32,7 +70,7 @@ def _parse_value(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xlm-hf", description=__doc__.split("\n\n")[0])
+    parser = _ArgumentParser(prog="xlm-hf", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     prep = sub.add_parser("prepare-data", help="generate a task's dataset into the cache folder")
@@ -87,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = _join_dash_values(parser, list(sys.argv[1:] if argv is None else argv))
     # Overrides may come after options (`train EXP --debug overfit training.max_steps=5`): collect them.
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -102,6 +141,16 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(error, LaunchError) or os.environ.get("RANK", "0") == "0":
             print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if error.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}: free disk space or fix the folder's permissions, then run "
+              "again.", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C outside training (which saves a checkpoint and says so itself)
+        print("interrupted: stopped before the command finished; nothing was left half-written.", file=sys.stderr)
+        return 130
 
 
 def _is_main_process() -> bool:
@@ -125,10 +174,15 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     if args.command == "train":
-        from .jobs import prepare_experiment, train
+        from .jobs import TrainingInterrupted, prepare_experiment, train
 
         experiment = prepare_experiment(args.experiment, args.overrides, debug=args.debug)
-        summary = train(experiment)
+        try:
+            summary = train(experiment)
+        except TrainingInterrupted as interrupted:  # SIGINT / SIGTERM: one line, the shell's exit status
+            if _is_main_process():
+                print(f"interrupted: {interrupted}", file=sys.stderr)
+            return interrupted.exit_code
         if _is_main_process():
             print(json.dumps(summary))
         return 0

@@ -131,7 +131,10 @@ def hub_files(model_dir: str | os.PathLike) -> list[str]:
 
 def check_hub_folder(model_dir: str | os.PathLike) -> list[str]:
     """The files to upload, or one error naming what makes the folder unfit for the Hub."""
+    from .export import recover_export
+
     model_dir = Path(model_dir)
+    recover_export(model_dir)  # an export killed between its two renames leaves the folder missing for a moment
     if not model_dir.is_dir():
         raise HubError(f"{model_dir} is not a folder: push takes the folder `xlm-hf train` exported.")
     names = hub_files(model_dir)
@@ -177,6 +180,31 @@ def check_repo_id(repo_id: str) -> str:
             f"at most 96 characters, no '--' or '..'. ({error})"
         ) from error
     return repo_id
+
+
+def check_revision(revision: str | None) -> str | None:
+    """A branch name git accepts (the rules of `git check-ref-format`); one error otherwise."""
+    if revision is None:
+        return None
+    if not isinstance(revision, str):
+        raise HubError(f"Malformed revision {revision!r}: give a branch name such as exp-1.")
+    forbidden = set(" ~^:?*[\\") | {chr(code) for code in range(32)} | {chr(127)}
+    parts = revision.split("/")
+    if (
+        not revision
+        or forbidden & set(revision)
+        or ".." in revision
+        or "@{" in revision
+        or revision == "@"
+        or revision.endswith((".", ".lock"))
+        or any(not part or part.startswith(".") for part in parts)
+        or revision.startswith("-")
+    ):
+        raise HubError(
+            f"Malformed revision {revision!r}: a branch name has no spaces, '..', '~', '^', ':', '?', '*', '[', "
+            "'\\' or '@{', no empty or dot-led '/' parts, and does not start with '-' or end with '.' or '.lock'."
+        )
+    return revision
 
 
 def resolve_token(token: str | None = None) -> str:
@@ -234,9 +262,9 @@ def _experiment_bytes(model_dir: Path, repo_id: str) -> bytes:
     its Hub id (a fine-tune of it records that id as its base model). The local file is left as it is."""
     import yaml
 
-    from .experiment import parse_yaml
+    from .export import read_experiment_file
 
-    experiment = parse_yaml((model_dir / "experiment.yaml").read_text()) or {}
+    experiment = read_experiment_file(model_dir) or {}
     experiment["card"] = {**(experiment.get("card") or {}), "hub_model_id": repo_id}
     return yaml.safe_dump(experiment, sort_keys=False).encode()  # as `dump_experiment` writes it
 
@@ -261,6 +289,7 @@ def push_to_hub(
     model_dir = Path(model_dir)
     names = check_hub_folder(model_dir)
     check_repo_id(repo_id)
+    check_revision(revision)
     token = resolve_token(token)
     _check_online()
     rendered: dict[str, bytes] = {}
@@ -276,13 +305,20 @@ def push_to_hub(
     message = commit_message or f"Upload {model_dir.resolve().name} with xlm-hf"
 
     api = HfApi(endpoint=_endpoint(), token=token, library_name="xlm-hf")
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     branch = revision or "main"
-    if branch != "main":
-        api.create_branch(repo_id, branch=branch, repo_type="model", exist_ok=True)
-    info = api.create_commit(
-        repo_id, operations=operations, commit_message=message, repo_type="model", revision=branch
-    )
+    try:
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        if branch != "main":
+            api.create_branch(repo_id, branch=branch, repo_type="model", exist_ok=True)
+        info = api.create_commit(
+            repo_id, operations=operations, commit_message=message, repo_type="model", revision=branch
+        )
+    except Exception as error:  # unreachable endpoint, refused token, rejected branch ...: one line, the cause
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise HubError(
+            f"Pushing to {repo_id} on {api.endpoint} failed ({type(error).__name__}: {reason[:300]}); check the "
+            "network, HF_ENDPOINT and that the token may write to the repo, then push again."
+        ) from error
     return PushResult(
         repo_id=repo_id,
         revision=branch,
@@ -309,6 +345,7 @@ def take_push_settings(experiment: dict[str, Any]) -> dict[str, Any] | None:
             "training.push_to_hub=true needs training.hub_model_id=ORG/NAME (the repo to push to)."
         )
     check_repo_id(repo_id)
+    check_revision(settings.get("hub_revision"))
     settings["hub_token"] = resolve_token(settings.get("hub_token"))
     _check_online()
     return settings
@@ -340,6 +377,7 @@ __all__ = [
     "PushResult",
     "check_hub_folder",
     "check_repo_id",
+    "check_revision",
     "hub_files",
     "install_pipelines",
     "push_after_training",
