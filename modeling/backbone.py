@@ -124,7 +124,9 @@ def build_attention_mask(
     allowed = allowed | (key_index == query_index)
     if attn_implementation == "eager":
         # eager adds the mask to the scores
-        return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+        return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(
+            ~allowed, torch.finfo(dtype).min
+        )
     return allowed
 
 
@@ -345,7 +347,9 @@ def check_generation_config_file(pretrained_model_name_or_path: str | os.PathLik
     for a missing one and fall back to defaults, which silently changes what the model generates."""
     subfolder = hub_kwargs.get("subfolder") or ""
     path = os.path.join(pretrained_model_name_or_path, subfolder, GENERATION_CONFIG_NAME)
-    if not os.path.isdir(pretrained_model_name_or_path):  # a Hub id: the file from the cache (fetched if need be)
+    if not os.path.isdir(
+        pretrained_model_name_or_path
+    ):  # a Hub id: the file from the cache (fetched if need be)
         path = cached_file(
             pretrained_model_name_or_path,
             GENERATION_CONFIG_NAME,
@@ -433,7 +437,11 @@ class XLMPreTrainedModel(PreTrainedModel):
             output_loading_info=True,
             **kwargs,
         )
-        where = repr(str(pretrained_model_name_or_path)) if pretrained_model_name_or_path is not None else "the state dict"
+        where = (
+            repr(str(pretrained_model_name_or_path))
+            if pretrained_model_name_or_path is not None
+            else "the state dict"
+        )
         if loading_info["mismatched_keys"] and not (ignore_mismatched_sizes or allow_incomplete_weights):
             strict = True  # as transformers: weights of another shape are an error unless asked for
         else:
@@ -487,7 +495,9 @@ class XLMModel(XLMPreTrainedModel):
         super().__init__(config)
         self._initialize_in_post_init = initialize
         self.is_causal = is_causal
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.embed_tokens = nn.Embedding(
+            config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
+        )
         self.rotary_emb = XLMRotaryEmbedding(config)
         self.embed_positions = (
             nn.Embedding(config.max_position_embeddings, config.hidden_size)
@@ -501,7 +511,9 @@ class XLMModel(XLMPreTrainedModel):
         if config.time_conditioning:
             # Final adaLN (shift, scale) replaces the final LayerNorm's affine parameters.
             self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, elementwise_affine=False)
-            self.final_adaln_modulation = nn.Linear(config.time_embedding_dim, 2 * config.hidden_size, bias=True)
+            self.final_adaln_modulation = nn.Linear(
+                config.time_embedding_dim, 2 * config.hidden_size, bias=True
+            )
         else:
             self.norm = (
                 nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -543,7 +555,9 @@ class XLMModel(XLMPreTrainedModel):
         cache (`Cache`, *optional*):
             Keys and values of earlier tokens; updated in place. `past_key_values` is its deprecated name.
         """
-        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_attentions = (
+            output_attentions if output_attentions is not None else self.config.output_attentions
+        )
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
@@ -554,7 +568,9 @@ class XLMModel(XLMPreTrainedModel):
         device = (input_ids if inputs_embeds is None else inputs_embeds).device
         past_length = cache.get_seq_length() if cache is not None else 0
         if attention_mask is None:
-            attention_mask = torch.ones(batch_size, past_length + query_length, dtype=torch.long, device=device)
+            attention_mask = torch.ones(
+                batch_size, past_length + query_length, dtype=torch.long, device=device
+            )
         if attention_mask.shape[-1] != past_length + query_length:
             raise ValueError(
                 f"attention_mask covers {attention_mask.shape[-1]} positions but the input has {query_length} new "
@@ -577,7 +593,9 @@ class XLMModel(XLMPreTrainedModel):
         time_embedding = None
         if self.time_embedding is not None:
             if noise_level is None:
-                raise ValueError("This model is time-conditioned: pass `noise_level` (one value per example).")
+                raise ValueError(
+                    "This model is time-conditioned: pass `noise_level` (one value per example)."
+                )
             if noise_level.dim() == 2 and noise_level.shape[-1] == query_length and query_length > 1:
                 time_embedding = self.time_embedding(noise_level)  # one level per token
             else:
@@ -598,7 +616,12 @@ class XLMModel(XLMPreTrainedModel):
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
             hidden_states, weights = layer(
-                hidden_states, position_embeddings, mask, time_embedding, cache, output_attentions=output_attentions
+                hidden_states,
+                position_embeddings,
+                mask,
+                time_embedding,
+                cache,
+                output_attentions=output_attentions,
             )
             if output_attentions:
                 all_attentions += (weights,)
@@ -610,12 +633,17 @@ class XLMModel(XLMPreTrainedModel):
         if output_hidden_states:
             all_hidden_states += (hidden_states,)
         output = BaseModelOutputWithPast(
-            last_hidden_state=hidden_states, cache=cache, hidden_states=all_hidden_states, attentions=all_attentions
+            last_hidden_state=hidden_states,
+            cache=cache,
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
         )
         return output if return_dict else output.to_tuple()
 
 
-def check_inputs(input_ids: torch.Tensor | None, position_ids: torch.Tensor, config: XLMBackboneConfig) -> None:
+def check_inputs(
+    input_ids: torch.Tensor | None, position_ids: torch.Tensor, config: XLMBackboneConfig
+) -> None:
     """One clear error for ids the embedding cannot look up and for positions past the model's length (instead of
     an index error deep inside torch).
 

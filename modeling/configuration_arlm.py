@@ -26,7 +26,9 @@ class ARLMConfig(XLMBackboneConfig):
     def __init__(self, use_cache: bool = True, bos_position: str = "after_prompt", **kwargs):
         check_bool("use_cache", use_cache)
         if bos_position not in ("after_prompt", "before_prompt", "none"):
-            raise ValueError(f"bos_position must be 'after_prompt', 'before_prompt' or 'none', got {bos_position!r}.")
+            raise ValueError(
+                f"bos_position must be 'after_prompt', 'before_prompt' or 'none', got {bos_position!r}."
+            )
         self.use_cache = use_cache
         self.bos_position = bos_position
         super().__init__(**kwargs)

@@ -21,7 +21,12 @@ def check_int(name: str, value, minimum: int, optional: bool = False) -> None:
 
 
 def check_number(
-    name: str, value, minimum: float, maximum: float | None = None, inclusive: bool = True, optional: bool = False
+    name: str,
+    value,
+    minimum: float,
+    maximum: float | None = None,
+    inclusive: bool = True,
+    optional: bool = False,
 ) -> None:
     """One clear error for a config field that must be a real number in `[minimum, maximum]` (or above `minimum`
     when `inclusive` is false)."""
@@ -133,7 +138,9 @@ class XLMBackboneConfig(PreTrainedConfig):
         if rotary_dim is None:
             rotary_dim = head_dim - head_dim % 2
         if rotary_dim % 2 != 0 or not 0 < rotary_dim <= head_dim:
-            raise ValueError(f"rotary_dim must be an even number in [2, head_dim={head_dim}], got {rotary_dim}.")
+            raise ValueError(
+                f"rotary_dim must be an even number in [2, head_dim={head_dim}], got {rotary_dim}."
+            )
         for name, token_id in (
             ("pad_token_id", pad_token_id),
             ("bos_token_id", bos_token_id),

@@ -99,7 +99,9 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
         )
         return output if return_dict else output.to_tuple()
 
-    def generate(self, inputs: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, **kwargs):
+    def generate(
+        self, inputs: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, **kwargs
+    ):
         """transformers' `generate`, after laying out the prompts as the model was trained on.
 
         A prompt row that lacks the layout token gets it (`[BOS]` after the prompt, or before it for
@@ -120,7 +122,9 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
         if input_ids is not None:
             source = prompt_layout(input_ids, attention_mask, self.config)
         else:  # embeddings alone: a row holding the embedding of [BOS] is laid out
-            source = prompt_layout(None, attention_mask, self.config, has_layout=self._rows_embed_bos(inputs_embeds))
+            source = prompt_layout(
+                None, attention_mask, self.config, has_layout=self._rows_embed_bos(inputs_embeds)
+            )
         added = source.shape[1] - reference.shape[1]
         if added:
             self._check_cache_keeps_its_columns(source, kwargs.get("cache", kwargs.get("past_key_values")))
@@ -142,7 +146,11 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
         ZeroDivisionError for `num_beams=0`, an IndexError for 1-D ids) or accept without effect (`top_p=2`)."""
         if input_ids is not None:
             if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-                shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+                shape = (
+                    tuple(input_ids.shape)
+                    if isinstance(input_ids, torch.Tensor)
+                    else type(input_ids).__name__
+                )
                 raise ValueError(
                     f"input_ids must be a 2-D tensor (batch, length), got {shape}; for one prompt pass "
                     "input_ids[None] (or tokenize with return_tensors='pt')."
@@ -152,7 +160,11 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
         reference = input_ids if input_ids is not None else inputs_embeds
         if attention_mask is not None and reference is not None:
             if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != reference.shape[:2]:
-                shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else attention_mask
+                shape = (
+                    tuple(attention_mask.shape)
+                    if isinstance(attention_mask, torch.Tensor)
+                    else attention_mask
+                )
                 raise ValueError(
                     f"attention_mask must have the shape of the prompts {tuple(reference.shape[:2])}, got {shape}."
                 )
@@ -184,7 +196,9 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
             if given is not None and not valid(given):
                 raise ValueError(f"{name} must be {expected}, got {given!r}.")
         if value("do_sample") and value("temperature") == 0:
-            raise ValueError("temperature=0 cannot be combined with do_sample=True: sampling needs a temperature > 0.")
+            raise ValueError(
+                "temperature=0 cannot be combined with do_sample=True: sampling needs a temperature > 0."
+            )
 
     def lay_out_prompts(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -235,7 +249,9 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
     @staticmethod
     def _check_cache_keeps_its_columns(source: torch.Tensor, cache: Cache | None) -> None:
         past_length = cache.get_seq_length() if cache is not None else 0
-        if past_length and not bool(source[:, :past_length].eq(torch.arange(past_length, device=source.device)).all()):
+        if past_length and not bool(
+            source[:, :past_length].eq(torch.arange(past_length, device=source.device)).all()
+        ):
             raise ValueError(
                 "Some prompts lack [BOS] and others have it, so adding it would move tokens the cache already holds. "
                 "When continuing from a cache, pass the returned sequences (they are laid out already)."
@@ -256,6 +272,7 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
                 "text-generation pipeline: pipeline('text-generation', model=folder_or_id, trust_remote_code=True))."
             )
 
+
 def causal_lm_loss_sum(
     logits: torch.Tensor, labels: torch.Tensor | None, shift_labels: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -270,7 +287,10 @@ def causal_lm_loss_sum(
         shift_logits = logits.float()
         shift_labels = shift_labels.to(logits.device)
     loss_sum = nn.functional.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100, reduction="sum"
+        shift_logits.reshape(-1, shift_logits.shape[-1]),
+        shift_labels.reshape(-1),
+        ignore_index=-100,
+        reduction="sum",
     )
     return loss_sum, shift_labels.ne(-100).sum()
 
@@ -330,7 +350,9 @@ def prompt_layout(
     for row in range(batch_size):
         row_source = identity[row][real[row]].tolist()
         if not bool(has_layout[row]):
-            row_source = row_source + [LAYOUT_TOKEN] if position == "after_prompt" else [LAYOUT_TOKEN] + row_source
+            row_source = (
+                row_source + [LAYOUT_TOKEN] if position == "after_prompt" else [LAYOUT_TOKEN] + row_source
+            )
         if row_source:
             source[row, new_width - len(row_source) :] = torch.tensor(row_source, device=source.device)
     return source
@@ -347,7 +369,10 @@ def add_bos_to_prompts(
         return input_ids, attention_mask
     pad = config.pad_token_id if config.pad_token_id is not None else config.bos_token_id
     new_ids = input_ids.gather(1, source.clamp(min=0))
-    new_ids = new_ids.masked_fill(source.eq(PADDING), pad).masked_fill(source.eq(LAYOUT_TOKEN), config.bos_token_id)
+    new_ids = new_ids.masked_fill(source.eq(PADDING), pad).masked_fill(
+        source.eq(LAYOUT_TOKEN), config.bos_token_id
+    )
     return new_ids, source.ne(PADDING).to(attention_mask.dtype)
+
 
 __all__ = ["ARLMForCausalLM"]

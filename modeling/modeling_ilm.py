@@ -82,7 +82,9 @@ class ILMModelForInsertionLM(XLMPreTrainedModel, ILMGenerationMixin):
         self.model = XLMModel(config, is_causal=False, initialize=False)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.right_neighbor_proj = (
-            nn.Linear(config.hidden_size, config.hidden_size, bias=False) if config.gap_head_right_neighbor else None
+            nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+            if config.gap_head_right_neighbor
+            else None
         )
         self.stopping_head = ILMStoppingHead(config)
         self.post_init()
@@ -154,7 +156,9 @@ class ILMModelForInsertionLM(XLMPreTrainedModel, ILMGenerationMixin):
             # The gap after i lies between i and i + 1. Real tokens are contiguous in a row (padding only on the
             # sides), so the right neighbour is the next column; the last real token's gap has none (zeros).
             right_neighbor = torch.zeros_like(hidden_states)
-            right_neighbor[:, :-1] = hidden_states[:, 1:] * attention_mask[:, 1:, None].to(hidden_states.dtype)
+            right_neighbor[:, :-1] = hidden_states[:, 1:] * attention_mask[:, 1:, None].to(
+                hidden_states.dtype
+            )
             gap_states = hidden_states + self.right_neighbor_proj(right_neighbor)
         logits = self.lm_head(gap_states)
         if cls_position is None:

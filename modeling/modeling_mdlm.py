@@ -99,7 +99,9 @@ class MDLMForMaskedDiffusionLM(XLMPreTrainedModel, MDLMGenerationMixin):
         loss = None
         if labels is not None:
             if input_ids is None:
-                raise ValueError("The loss counts only positions whose input is [MASK]: pass input_ids with labels.")
+                raise ValueError(
+                    "The loss counts only positions whose input is [MASK]: pass input_ids with labels."
+                )
             labels = labels.to(logits.device)
             # the loss counts only where the input is [MASK]; labels may also mark visible maskable positions
             # (the ELBO normaliser), which then only count in the denominator

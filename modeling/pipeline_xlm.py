@@ -211,7 +211,9 @@ class XLMCausalTextGenerationPipeline(TextGenerationPipeline):
                 raise ValueError("We cannot infer how many new tokens are expected: pass max_new_tokens.")
         layout_tokens = 0
         if hasattr(self.model, "lay_out_prompts") and input_ids.shape[-1] > 0:
-            layout_tokens = self.model.lay_out_prompts(input_ids, attention_mask)[0].shape[-1] - input_ids.shape[-1]
+            layout_tokens = (
+                self.model.lay_out_prompts(input_ids, attention_mask)[0].shape[-1] - input_ids.shape[-1]
+            )
         limit = min(self.tokenizer.model_max_length, self.model.config.max_position_embeddings)
         keep_length = limit - new_tokens - layout_tokens
         if keep_length <= 0:
@@ -341,4 +343,9 @@ class XLMInfillPipeline(_XLMPipelineBase):
         return records
 
 
-__all__ = ["XLMTextGenerationPipeline", "XLMCausalTextGenerationPipeline", "XLMInfillPipeline", "new_token_mask"]
+__all__ = [
+    "XLMTextGenerationPipeline",
+    "XLMCausalTextGenerationPipeline",
+    "XLMInfillPipeline",
+    "new_token_mask",
+]

@@ -66,7 +66,9 @@ def peak_rss_mib() -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("experiment", help="experiment name or path; a FAMILY/ prefix is accepted and ignored")
+    parser.add_argument(
+        "experiment", help="experiment name or path; a FAMILY/ prefix is accepted and ignored"
+    )
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps (after 5 warm-up steps)")
     parser.add_argument("--generation-batches", type=int, default=2)
@@ -76,8 +78,14 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    name = args.experiment.split("/", 1)[-1] if "/" in args.experiment and not args.experiment.endswith(".yaml") else args.experiment
-    experiment = prepare_experiment(name, [*args.overrides, "training.eval_strategy=no", "training.report_to=none"])
+    name = (
+        args.experiment.split("/", 1)[-1]
+        if "/" in args.experiment and not args.experiment.endswith(".yaml")
+        else args.experiment
+    )
+    experiment = prepare_experiment(
+        name, [*args.overrides, "training.eval_strategy=no", "training.report_to=none"]
+    )
     family = get_family(experiment["family"])
     data_args = data_arguments(experiment)
     input_block_size, block_size = block_sizes(data_args)
@@ -91,16 +99,26 @@ def main() -> int:
     splits = load_task(data_args.task, data_args.cache_dir)
     train_split = tokenize_seq2seq(splits["train"].select(range(4096)), tokenizer)
     collator = family.collators["seq2seq"](
-        tokenizer=tokenizer, input_block_size=input_block_size, block_size=block_size, **experiment.get("collator", {})
+        tokenizer=tokenizer,
+        input_block_size=input_block_size,
+        block_size=block_size,
+        **experiment.get("collator", {}),
     )
     trainer = family.trainer_class(
-        model=model, args=train_args, train_dataset=train_split, data_collator=collator, processing_class=tokenizer
+        model=model,
+        args=train_args,
+        train_dataset=train_split,
+        data_collator=collator,
+        processing_class=tokenizer,
     )
 
     # ----- training: the Trainer's own loss, AdamW, one optimizer step per batch ---------------------------
     batch_size = train_args.per_device_train_batch_size
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_args.learning_rate)
-    batches = [collator([train_split[i] for i in range(s, s + batch_size)]) for s in range(0, 4096 - batch_size, batch_size)]
+    batches = [
+        collator([train_split[i] for i in range(s, s + batch_size)])
+        for s in range(0, 4096 - batch_size, batch_size)
+    ]
     model.train()
 
     def step(batch):
@@ -124,11 +142,20 @@ def main() -> int:
     # ----- generation ---------------------------------------------------------------------------------------
     model.eval()
     generation = {}
-    eval_experiment = {**experiment, "eval_tasks": {"prediction": {"kind": "generate", "split": "validation", "metrics": ["exact_match"]}}}
+    eval_experiment = {
+        **experiment,
+        "eval_tasks": {"prediction": {"kind": "generate", "split": "validation", "metrics": ["exact_match"]}},
+    }
     validation = {"validation": tokenize_seq2seq(splits["validation"], tokenizer)}
     task = build_eval_tasks(family, eval_experiment, tokenizer, validation)["prediction"]
-    rows = [task.dataset[i % len(task.dataset)] for i in range(args.generation_batch_size * args.generation_batches)]
-    pred_batches = [task.collator(rows[i : i + args.generation_batch_size]) for i in range(0, len(rows), args.generation_batch_size)]
+    rows = [
+        task.dataset[i % len(task.dataset)]
+        for i in range(args.generation_batch_size * args.generation_batches)
+    ]
+    pred_batches = [
+        task.collator(rows[i : i + args.generation_batch_size])
+        for i in range(0, len(rows), args.generation_batch_size)
+    ]
     settings = {"default": {}}
     if CACHE_OPTIONS.get(family.name):
         option, on, off = CACHE_OPTIONS[family.name]
@@ -167,12 +194,25 @@ def main() -> int:
         "command": " ".join(["python", "scripts/bench.py", *sys.argv[1:]]),
     }
     print(f"{'metric':<28} value")
-    for key in ("experiment", "parameters", "batch_size", "sequence_length", "threads", "train_seconds_per_step",
-                "train_tokens_per_s", "peak_rss_mib", "achieved_gflops", "matmul_peak_gflops", "fraction_of_peak"):
+    for key in (
+        "experiment",
+        "parameters",
+        "batch_size",
+        "sequence_length",
+        "threads",
+        "train_seconds_per_step",
+        "train_tokens_per_s",
+        "peak_rss_mib",
+        "achieved_gflops",
+        "matmul_peak_gflops",
+        "fraction_of_peak",
+    ):
         print(f"{key:<28} {result[key]}")
     for label, numbers in generation.items():
-        print(f"{'generation (' + label + ')':<28} {numbers['new_tokens_per_s']} new tokens/s, "
-              f"{numbers['seconds_per_batch']} s/batch, calls/sample {numbers['model_calls_per_sample']}")
+        print(
+            f"{'generation (' + label + ')':<28} {numbers['new_tokens_per_s']} new tokens/s, "
+            f"{numbers['seconds_per_batch']} s/batch, calls/sample {numbers['model_calls_per_sample']}"
+        )
     print(json.dumps(result))
     return 0
 

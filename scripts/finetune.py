@@ -102,7 +102,9 @@ class ModelArguments:
     )
     license: str | None = field(
         default=None,
-        metadata={"help": f"License of the result; default: the base's (card.license), else {DEFAULT_LICENSE}."},
+        metadata={
+            "help": f"License of the result; default: the base's (card.license), else {DEFAULT_LICENSE}."
+        },
     )
     keep_checkpoints: bool = field(
         default=False,
@@ -177,7 +179,10 @@ def load_raw_datasets(data_args: DataArguments) -> datasets.DatasetDict:
         raise ValueError("--train_file and --validation_file must have the same type.")
     try:
         raw = datasets.load_dataset(builders.pop(), data_files=files)
-    except (StopIteration, ValueError) as error:  # e.g. a file of blank lines: no rows, or a bare StopIteration
+    except (
+        StopIteration,
+        ValueError,
+    ) as error:  # e.g. a file of blank lines: no rows, or a bare StopIteration
         reason = " ".join(str(error).split()) or "no rows"
         raise ValueError(f"Could not read rows from {', '.join(files.values())} ({reason}).") from error
     for split, dataset in raw.items():

@@ -50,7 +50,9 @@ def generate_after_bos(model, tokenizer, rows: list[list[int]], batch_size: int)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("model_dir")
     parser.add_argument("examples")
     parser.add_argument("--limit", type=int, default=200)

@@ -35,5 +35,7 @@ def run_without_xlm_hf(code: str, cwd: str, timeout: int = 300) -> subprocess.Co
         timeout=timeout,
     )
     if result.returncode != 0:
-        raise AssertionError(f"isolated run failed:\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr[-4000:]}")
+        raise AssertionError(
+            f"isolated run failed:\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr[-4000:]}"
+        )
     return result

@@ -82,7 +82,9 @@ class ModelContract:
         model.save_pretrained(tmp_path)
         assert (tmp_path / "model.safetensors").is_file()
         reloaded = type(model).from_pretrained(tmp_path).eval()
-        torch.testing.assert_close(self.forward(model, inputs), self.forward(reloaded, inputs), rtol=0, atol=0)
+        torch.testing.assert_close(
+            self.forward(model, inputs), self.forward(reloaded, inputs), rtol=0, atol=0
+        )
 
     def test_exported_folder_loads_without_xlm_hf(self, tmp_path):
         model = self.make_model()
@@ -92,7 +94,10 @@ class ModelContract:
         inputs = self.make_inputs()
         with torch.no_grad():
             expected = self.forward(model, inputs)
-        save_file({**{k: v.contiguous() for k, v in inputs.items()}, "expected": expected.contiguous()}, tmp_path / "io.safetensors")
+        save_file(
+            {**{k: v.contiguous() for k, v in inputs.items()}, "expected": expected.contiguous()},
+            tmp_path / "io.safetensors",
+        )
         result = run_without_xlm_hf(
             f"""
             import torch
@@ -133,7 +138,9 @@ class ModelContract:
         padded = copy.deepcopy(inputs)
         pad_id = model.config.pad_token_id
         padded["input_ids"] = torch.cat([torch.full((1, padding), pad_id), inputs["input_ids"]], dim=1)
-        padded["attention_mask"] = torch.cat([torch.zeros(1, padding, dtype=torch.long), inputs["attention_mask"]], dim=1)
+        padded["attention_mask"] = torch.cat(
+            [torch.zeros(1, padding, dtype=torch.long), inputs["attention_mask"]], dim=1
+        )
         with torch.no_grad():
             plain = self.forward(model, inputs)
             shifted = self.forward(model, padded)[:, padding:]
@@ -145,11 +152,18 @@ class ModelContract:
         for checkpointing in (False, True):
             model = self.make_model().train()
             if checkpointing:
-                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+                model.activation_checkpointing_enable(
+                    activation_checkpointing_kwargs={"use_reentrant": False}
+                )
                 assert model.is_activation_checkpointing
             loss = self.forward(model, inputs).float().logsumexp(-1).mean()
             loss.backward()
-            results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+            results.append(
+                (
+                    loss.detach(),
+                    {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
+                )
+            )
         (loss_a, grads_a), (loss_b, grads_b) = results
         torch.testing.assert_close(loss_a, loss_b)
         assert grads_a.keys() == grads_b.keys()

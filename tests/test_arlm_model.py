@@ -11,7 +11,9 @@ class TestARLMContract(ModelContract):
 
 def tiny_arlm(**overrides) -> ARLMForCausalLM:
     torch.manual_seed(0)
-    options = dict(vocab_size=27, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=40)
+    options = dict(
+        vocab_size=27, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=40
+    )
     options.update(overrides)
     return ARLMForCausalLM(ARLMConfig(**options)).eval()
 
@@ -28,7 +30,9 @@ def test_greedy_generation_with_cache_equals_without_cache():
     model = tiny_arlm()
     _, ids, mask = left_padded_batch()
     with_cache = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=8, do_sample=False)
-    without = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=8, do_sample=False, use_cache=False)
+    without = model.generate(
+        input_ids=ids, attention_mask=mask, max_new_tokens=8, do_sample=False, use_cache=False
+    )
     assert model.generation_config.use_cache  # caching is on by default
     assert torch.equal(with_cache, without)
 
@@ -90,7 +94,9 @@ def test_prompt_longer_than_the_model_allows_is_one_clear_error():
 def test_right_padded_prompts_are_rejected_with_a_hint():
     model = tiny_arlm()
     with pytest.raises(ValueError, match="padding_side = 'left'"):
-        model.generate(input_ids=torch.tensor([[8, 9, 0]]), attention_mask=torch.tensor([[1, 1, 0]]), max_new_tokens=2)
+        model.generate(
+            input_ids=torch.tensor([[8, 9, 0]]), attention_mask=torch.tensor([[1, 1, 0]]), max_new_tokens=2
+        )
 
 
 def test_labels_give_the_shifted_cross_entropy():

@@ -129,8 +129,21 @@ def test_missing_and_corrupt_weights(trained_dir, tmp_path, capsys):
 
 def test_small_data_debug_mode_limits_the_data(tmp_path, data_dir, capsys):
     out = tmp_path / "small"
-    assert main(["train", "star_easy_arlm", "--debug", "small_data", *TINY, "training.max_steps=6",
-                 "training.eval_steps=3", f"training.output_dir={out}"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "star_easy_arlm",
+                "--debug",
+                "small_data",
+                *TINY,
+                "training.max_steps=6",
+                "training.eval_steps=3",
+                f"training.output_dir={out}",
+            ]
+        )
+        == 0
+    )
     summary = last_json_line(capsys.readouterr().out)
     assert summary["global_step"] == 6
     assert summary["eval_prediction_samples"] == 32  # TINY's max_eval_samples wins over the preset's 50

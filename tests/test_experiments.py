@@ -27,7 +27,12 @@ def test_every_builtin_experiment_validates():
 def test_dotted_overrides_parse_values():
     experiment = load_experiment(
         "star_easy_arlm",
-        ["training.max_steps=200", "model.num_hidden_layers=3", "training.learning_rate=3e-4", "data.max_eval_samples=null"],
+        [
+            "training.max_steps=200",
+            "model.num_hidden_layers=3",
+            "training.learning_rate=3e-4",
+            "data.max_eval_samples=null",
+        ],
     )
     assert experiment["training"]["max_steps"] == 200
     assert experiment["model"]["num_hidden_layers"] == 3

@@ -192,7 +192,10 @@ def test_merged_lora_is_a_full_hub_ready_model(lora_runs, bases):
     assert not torch.equal(merged["lm_head.weight"], base["lm_head.weight"])
     card = ModelCard.load(out / "README.md")
     assert card.data.base_model == "my-org/tiny-mdlm" and card.data.license == "mit"
-    assert "fine-tuned from [my-org/tiny-mdlm](https://huggingface.co/my-org/tiny-mdlm) on **train.csv" in card.text
+    assert (
+        "fine-tuned from [my-org/tiny-mdlm](https://huggingface.co/my-org/tiny-mdlm) on **train.csv"
+        in card.text
+    )
 
 
 def test_adapter_reloads_on_its_base_and_helps(lora_runs, bases, data):
@@ -208,7 +211,9 @@ def test_adapter_reloads_on_its_base_and_helps(lora_runs, bases, data):
     assert not (out / "training_args.bin").exists()
     card = ModelCard.load(out / "README.md")  # ours, not peft's
     assert card.data.library_name == "peft" and card.data.license == "apache-2.0"
-    assert "--base_model_id" in card.text  # the base was a local folder: the card says how to record its Hub id
+    assert (
+        "--base_model_id" in card.text
+    )  # the base was a local folder: the card says how to record its Hub id
 
     from peft import PeftModel
 
@@ -322,7 +327,10 @@ def test_adapter_of_a_hub_model_is_pushed_and_loads_with_auto_peft_without_xlm_h
     )
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "my-org/tiny-arlm"  # not the snapshot's local path
-    assert config["auto_mapping"] == {"base_model_class": "AutoModelForCausalLM", "parent_library": "transformers"}
+    assert config["auto_mapping"] == {
+        "base_model_class": "AutoModelForCausalLM",
+        "parent_library": "transformers",
+    }
     card = ModelCard.load(out / "README.md")
     assert card.data.base_model == "my-org/tiny-arlm" and card.data.library_name == "peft"
     assert card.data.license == "apache-2.0" and "train.jsonl (64 rows)" in card.text
@@ -349,7 +357,10 @@ def test_adapter_of_a_hub_model_is_pushed_and_loads_with_auto_peft_without_xlm_h
     pushed.mkdir()
     for name, content in commit["files"].items():
         (pushed / name).write_bytes(content)
-    assert 'from_pretrained("my-org/tiny-arlm-lora", trust_remote_code=True)' in (pushed / "README.md").read_text()
+    assert (
+        'from_pretrained("my-org/tiny-arlm-lora", trust_remote_code=True)'
+        in (pushed / "README.md").read_text()
+    )
     build_hub_cache(cache, "my-org/tiny-arlm-lora", {"main": pushed})
 
     code = """
@@ -397,7 +408,9 @@ def test_output_holds_no_optimizer_state_and_kept_checkpoints_resume(finetune, b
 
     out = tmp_path / "clean"
     run(out)
-    leftovers = [p.relative_to(out) for p in out.rglob("*") if p.is_dir() or p.suffix in (".pt", ".pth", ".bin")]
+    leftovers = [
+        p.relative_to(out) for p in out.rglob("*") if p.is_dir() or p.suffix in (".pt", ".pth", ".bin")
+    ]
     assert leftovers == [] and not (out / "trainer_state.json").exists()
     assert (out / "model.safetensors").is_file()
 

@@ -20,7 +20,6 @@ PAPERS = {
 PROMPT, TARGET = "1 2 3 4 5 6", "7 8 9 10"
 
 
-
 RESULTS = {
     "task": "star_easy",
     "split": "test",
@@ -96,7 +95,11 @@ def test_card_command_renders_results_and_real_widget_outputs(folders, name, tmp
         "max_steps: 7" in card.text and 'from_pretrained("my-org/tiny", trust_remote_code=True)' in card.text
     )
     # star_easy is generated locally, not a Hub dataset: the text says so and `datasets:` stays empty
-    assert card.data.datasets is None and "generates locally" in card.text and "not a dataset on the Hub" in card.text
+    assert (
+        card.data.datasets is None
+        and "generates locally" in card.text
+        and "not a dataset on the Hub" in card.text
+    )
     assert card.data.license == "apache-2.0"
     assert 'AutoTokenizer.from_pretrained("my-org/tiny", trust_remote_code=True)' in card.text
 
@@ -194,7 +197,9 @@ def test_partial_and_unreferenced_results_stay_out_of_model_index(folders, tmp_p
     card = ModelCard.load(write_model_card(folder, widget=False))
     # unconditional samples have no reference: shown, marked, never indexed
     assert [r.metric_name for r in card.data.eval_results] == ["eval_prediction_exact_match"]
-    assert "| eval_unconditional_token_accuracy † | 0.1 |" in card.text and "not a quality measure" in card.text
+    assert (
+        "| eval_unconditional_token_accuracy † | 0.1 |" in card.text and "not a quality measure" in card.text
+    )
     assert "(test split of star_easy, 40 examples)" in card.text
 
     # `xlm-hf eval --limit 8`: labelled as part of the split and kept out of model-index

@@ -18,7 +18,6 @@ from xlm_hf.cli import main
 REPO_ID = "my-org/tiny-arlm"
 
 
-
 TINY = [
     "model.hidden_size=32",
     "model.num_hidden_layers=1",
@@ -198,7 +197,9 @@ def test_eval_card_then_push_uploads_exactly_the_hub_files(trained, hub, tmp_pat
     data = card.data
     assert data.library_name == "transformers" and data.pipeline_tag == "text-generation"
     assert {"xlm-hf", "arlm", "custom_code"} <= set(data.tags)
-    assert data.license == "apache-2.0" and data.datasets is None  # star_easy is generated locally, not on the Hub
+    assert (
+        data.license == "apache-2.0" and data.datasets is None
+    )  # star_easy is generated locally, not on the Hub
     assert not data.eval_results and f"| eval_prediction_exact_match | {exact_match} |" in card.text
     assert f'from_pretrained("{REPO_ID}", trust_remote_code=True)' in card.text
     # the uploaded experiment.yaml records the repo id (a fine-tune of a copy finds its base); the local one does not

@@ -83,7 +83,11 @@ def test_generation_mixin_is_ours_and_can_generate():
     assert not issubclass(ILMModelForInsertionLM, GenerationMixin)
     assert ILMModelForInsertionLM.can_generate()
     assert isinstance(ILMModelForInsertionLM._tied_weights_keys, dict)
-    assert set(ILMModelForInsertionLM.peft_modules_to_save) == {"lm_head", "right_neighbor_proj", "stopping_head"}
+    assert set(ILMModelForInsertionLM.peft_modules_to_save) == {
+        "lm_head",
+        "right_neighbor_proj",
+        "stopping_head",
+    }
     named = dict(tiny_ilm(gap_head_right_neighbor=True).named_modules())
     assert all(name in named for name in ILMModelForInsertionLM.peft_modules_to_save)
 

@@ -12,7 +12,6 @@ FAMILIES = ("arlm", "mlm", "mdlm", "ilm")
 SPECIAL_IDS = [0, 1, 2, 3, 4, 5, 6]  # [PAD] [CLS] [MASK] [EOS] [BOS] [SEP] [UNK] of the number tokenizer
 
 
-
 def export_tiny(family_name: str, folder: Path, experiment: dict | None = None, seed: int = 0) -> Path:
     """A tiny, untrained model of the family exported as `xlm-hf train` exports it."""
     from xlm_hf.export import export_model
@@ -23,7 +22,12 @@ def export_tiny(family_name: str, folder: Path, experiment: dict | None = None, 
     tokenizer = build_number_tokenizer(20, model_max_length=48)
     torch.manual_seed(seed)
     model = family.build_model(
-        tokenizer, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_position_embeddings=48
+        tokenizer,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=48,
     )
     return export_model(model, tokenizer, folder, family, experiment=experiment or {"family": family_name})
 
@@ -146,7 +150,9 @@ def test_text_generation_pipeline_gives_the_continuation(isolated_report, name):
     for prompt, new, full in zip(["18 3 14 11 3 16 10 4", "1 2 3", "7"], entry["one_by_one"], entry["full"]):
         tokens = new.split()
         assert len(tokens) == 4 and all(t.isdigit() and int(t) < 20 for t in tokens)
-        assert full == f"{prompt} {new}"  # one space between prompt and continuation, as the tokenizer decodes
+        assert (
+            full == f"{prompt} {new}"
+        )  # one space between prompt and continuation, as the tokenizer decodes
     assert entry["one_by_one"][0] == entry["direct"]
     assert entry["batched"] == entry["one_by_one"]  # left padding in a batch changes nothing
 

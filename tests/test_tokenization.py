@@ -49,7 +49,9 @@ def test_unknown_words_map_to_unk():
 
 def gpt2_like_tokenizer() -> PreTrainedTokenizerFast:
     """A tokenizer with only an EOS token, like GPT-2 (built locally: no download)."""
-    backend = Tokenizer(models.WordLevel({"<|endoftext|>": 0, "hello": 1, "world": 2}, unk_token="<|endoftext|>"))
+    backend = Tokenizer(
+        models.WordLevel({"<|endoftext|>": 0, "hello": 1, "world": 2}, unk_token="<|endoftext|>")
+    )
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
 
@@ -68,8 +70,18 @@ def test_added_tokens_drive_a_model_after_resizing():
     tokenizer = gpt2_like_tokenizer()
     add_xlm_special_tokens(tokenizer)
     model = ARLMForCausalLM(
-        ARLMConfig(vocab_size=3, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, bos_token_id=0,
-                   eos_token_id=0, pad_token_id=0, mask_token_id=None, cls_token_id=None, sep_token_id=None)
+        ARLMConfig(
+            vocab_size=3,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=0,
+            mask_token_id=None,
+            cls_token_id=None,
+            sep_token_id=None,
+        )
     )
     with pytest.raises(ValueError, match="resize"):
         check_tokenizer_matches_model(tokenizer, model.config)

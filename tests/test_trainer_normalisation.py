@@ -9,7 +9,9 @@ from xlm_hf.arlm import ARLMCollatorForSeq2Seq, ARLMConfig, ARLMForCausalLM, ARL
 
 def gradients_after_one_step(tmp_path, batch_size: int, accumulation: int, examples, tokenizer):
     torch.manual_seed(0)
-    model = ARLMForCausalLM(ARLMConfig(vocab_size=27, hidden_size=32, num_hidden_layers=1, num_attention_heads=2))
+    model = ARLMForCausalLM(
+        ARLMConfig(vocab_size=27, hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    )
     args = TrainingArguments(
         output_dir=str(tmp_path / f"b{batch_size}"),
         per_device_train_batch_size=batch_size,

@@ -54,7 +54,12 @@ def _join_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[
     while index < len(argv):
         item = argv[index]
         following = argv[index + 1] if index + 1 < len(argv) else None
-        if item in takes_value and following is not None and following.startswith("-") and following not in known:
+        if (
+            item in takes_value
+            and following is not None
+            and following.startswith("-")
+            and following not in known
+        ):
             joined.append(f"{item}={following}")
             index += 2
         else:
@@ -83,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="dotted overrides such as training.max_steps=200")
     train.add_argument("--debug", choices=["overfit", "small_data"], default=None)
 
-    ev = sub.add_parser("eval", help="run a saved model's eval tasks; prints the metrics as JSON on the last line")
+    ev = sub.add_parser(
+        "eval", help="run a saved model's eval tasks; prints the metrics as JSON on the last line"
+    )
     ev.add_argument("model", help="a model folder or a Hub id")
     ev.add_argument("--task", default=None, help="default: the task the model was trained on")
     ev.add_argument("--split", default="test")
@@ -94,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="generate from a saved model and print the text")
     gen.add_argument("model", help="a model folder or a Hub id")
-    gen.add_argument("--prompt", action="append", default=None, help="a prompt (repeat for a batch); empty for none")
+    gen.add_argument(
+        "--prompt", action="append", default=None, help="a prompt (repeat for a batch); empty for none"
+    )
     gen.add_argument("--revision", default=None)
     gen.add_argument("--max-new-tokens", type=int, default=None)
     gen.add_argument("--do-sample", action="store_true")
@@ -104,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--num-beams", type=int, default=None)
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="any other generation option, e.g. num_steps=8"
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other generation option, e.g. num_steps=8",
     )
 
     sub.add_parser("experiments", help="list the built-in experiments")
@@ -116,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--revision", default=None, help="branch to push to (created from main when missing)")
     push.add_argument("--commit-message", default=None)
 
-    card = sub.add_parser("card", help="re-render a model folder's README.md (e.g. after a new `xlm-hf eval`)")
+    card = sub.add_parser(
+        "card", help="re-render a model folder's README.md (e.g. after a new `xlm-hf eval`)"
+    )
     card.add_argument("model", help="a model folder")
     card.add_argument("--repo-id", default=None, help="the Hub id to show in the usage snippet")
     card.add_argument("--no-widget", action="store_true", help="do not generate widget examples")
@@ -145,11 +160,17 @@ def main(argv: list[str] | None = None) -> int:
         if error.errno not in ENVIRONMENT_ERRNOS:
             raise
         where = f" ({error.filename})" if error.filename else ""
-        print(f"error: {error.strerror or error}{where}: free disk space or fix the folder's permissions, then run "
-              "again.", file=sys.stderr)
+        print(
+            f"error: {error.strerror or error}{where}: free disk space or fix the folder's permissions, then run "
+            "again.",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:  # Ctrl-C outside training (which saves a checkpoint and says so itself)
-        print("interrupted: stopped before the command finished; nothing was left half-written.", file=sys.stderr)
+        print(
+            "interrupted: stopped before the command finished; nothing was left half-written.",
+            file=sys.stderr,
+        )
         return 130
 
 
@@ -236,8 +257,16 @@ def _run(args: argparse.Namespace) -> int:
             revision=args.revision,
             commit_message=args.commit_message,
         )
-        print(json.dumps({"repo_id": result.repo_id, "revision": result.revision, "files": result.files,
-                          "commit_url": result.commit_url}))
+        print(
+            json.dumps(
+                {
+                    "repo_id": result.repo_id,
+                    "revision": result.revision,
+                    "files": result.files,
+                    "commit_url": result.commit_url,
+                }
+            )
+        )
         return 0
 
     if args.command == "card":

@@ -37,7 +37,17 @@ from transformers import GenerationConfig, TrainingArguments
 from .families import get_family
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
-SECTIONS = ("description", "family", "data", "model", "collator", "training", "generation", "eval_tasks", "card")
+SECTIONS = (
+    "description",
+    "family",
+    "data",
+    "model",
+    "collator",
+    "training",
+    "generation",
+    "eval_tasks",
+    "card",
+)
 EVAL_TASK_KEYS = ("kind", "split", "metrics", "limit", "collator")
 # What the model card says beyond the other sections (see xlm_hf/model_card.py).
 CARD_KEYS = ("license", "datasets", "base_model", "training_data", "hub_model_id", "project_url")
@@ -90,7 +100,9 @@ ExperimentLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
 ExperimentLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789.")
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
 )
 
 
@@ -105,7 +117,9 @@ def apply_override(experiment: dict[str, Any], override: str) -> None:
     dotted, raw_value = override.split("=", 1)
     keys = dotted.strip().split(".")
     if keys[0] not in SECTIONS:
-        raise ExperimentError(f"Unknown section {keys[0]!r} in override {override!r}. Valid: {', '.join(SECTIONS)}.")
+        raise ExperimentError(
+            f"Unknown section {keys[0]!r} in override {override!r}. Valid: {', '.join(SECTIONS)}."
+        )
     node = experiment
     for key in keys[:-1]:
         if node.get(key) is None:
@@ -144,7 +158,11 @@ def _init_arguments(cls: type) -> set[str]:
     for klass in cls.__mro__:
         if "__init__" in vars(klass):
             params = inspect.signature(vars(klass)["__init__"]).parameters
-            names |= {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+            names |= {
+                n
+                for n, p in params.items()
+                if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+            }
     return names
 
 
@@ -235,7 +253,11 @@ def validate_experiment(experiment: dict[str, Any]) -> None:
     _check_keys("model", experiment["model"], model_keys)
     _check_types("model", experiment["model"], _init_annotations(family.config_class))
     collator_class = family.collators["seq2seq"]
-    collator_keys = {f.name for f in dataclasses.fields(collator_class)} - {"tokenizer", "input_block_size", "block_size"}
+    collator_keys = {f.name for f in dataclasses.fields(collator_class)} - {
+        "tokenizer",
+        "input_block_size",
+        "block_size",
+    }
     _check_keys("collator", experiment["collator"], collator_keys)
     _check_types("collator", experiment["collator"], _dataclass_types(collator_class))
     _check_keys("training", experiment["training"], {f.name for f in dataclasses.fields(TrainingArguments)})
@@ -243,10 +265,14 @@ def validate_experiment(experiment: dict[str, Any]) -> None:
     training_types["resume_from_checkpoint"] = str | bool | None  # `true` resumes from the latest checkpoint
     _check_types("training", experiment["training"], training_types)
     generation_class = getattr(family.model_class, "generation_config_class", None) or GenerationConfig
-    _check_keys("generation", experiment["generation"], set(generation_class().to_dict()) - {"transformers_version"})
+    _check_keys(
+        "generation", experiment["generation"], set(generation_class().to_dict()) - {"transformers_version"}
+    )
     for name, task in experiment["eval_tasks"].items():
         if not isinstance(task, dict):
-            raise ExperimentError(f"Eval task {name!r} must be a mapping with keys {', '.join(EVAL_TASK_KEYS)}.")
+            raise ExperimentError(
+                f"Eval task {name!r} must be a mapping with keys {', '.join(EVAL_TASK_KEYS)}."
+            )
         _check_keys(f"eval_tasks.{name}", task, set(EVAL_TASK_KEYS))
     _check_keys("card", experiment["card"], set(CARD_KEYS))
 

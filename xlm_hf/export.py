@@ -261,7 +261,9 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error}): restore the file from the model's export.") from error
+        raise ValueError(
+            f"{path} is not valid JSON ({error}): restore the file from the model's export."
+        ) from error
     if not isinstance(content, dict):
         raise ValueError(
             f"{path} holds a {type(content).__name__}, not a JSON object: restore the file from the model's export."
@@ -306,12 +308,16 @@ def load_model_and_tokenizer(
     try:
         config = family.config_class.from_pretrained(model_dir)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{config_file} holds an invalid value: {error} Restore the file from its export.") from error
+        raise ValueError(
+            f"{config_file} holds an invalid value: {error} Restore the file from its export."
+        ) from error
 
     generation_file = model_dir / GENERATION_CONFIG_NAME
     if generation_file.is_file():  # transformers would take an unreadable file for none and use defaults
         _read_json_object(generation_file)
-        generation_config_class = getattr(family.model_class, "generation_config_class", None) or GenerationConfig
+        generation_config_class = (
+            getattr(family.model_class, "generation_config_class", None) or GenerationConfig
+        )
         try:
             generation_config_class.from_pretrained(model_dir)
         except Exception as error:
@@ -321,7 +327,9 @@ def load_model_and_tokenizer(
             ) from error
 
     if not list(model_dir.glob("*.safetensors")):
-        raise ValueError(f"{model_dir} has no *.safetensors weights: the export is incomplete; re-run the export.")
+        raise ValueError(
+            f"{model_dir} has no *.safetensors weights: the export is incomplete; re-run the export."
+        )
     try:
         with _quiet_transformers_warnings():
             model = family.model_class.from_pretrained(model_dir, config=config)

@@ -76,7 +76,9 @@ def register_family(family: Family) -> Family:
 def get_family(name: str) -> Family:
     if name not in _REGISTRY:
         if name not in FAMILY_PACKAGES:
-            raise ValueError(f"Unknown family {name!r}. Known families: {', '.join(sorted(FAMILY_PACKAGES))}.")
+            raise ValueError(
+                f"Unknown family {name!r}. Known families: {', '.join(sorted(FAMILY_PACKAGES))}."
+            )
         importlib.import_module(FAMILY_PACKAGES[name])
         if name not in _REGISTRY:
             raise ValueError(f"Family {name!r} is not available yet (its package registers nothing).")
@@ -106,4 +108,11 @@ def available_families() -> list[str]:
     return names
 
 
-__all__ = ["Family", "register_family", "get_family", "family_for_model_type", "available_families", "COLLATOR_KINDS"]
+__all__ = [
+    "Family",
+    "register_family",
+    "get_family",
+    "family_for_model_type",
+    "available_families",
+    "COLLATOR_KINDS",
+]

@@ -134,7 +134,9 @@ def check_hub_folder(model_dir: str | os.PathLike) -> list[str]:
     from .export import recover_export
 
     model_dir = Path(model_dir)
-    recover_export(model_dir)  # an export killed between its two renames leaves the folder missing for a moment
+    recover_export(
+        model_dir
+    )  # an export killed between its two renames leaves the folder missing for a moment
     if not model_dir.is_dir():
         raise HubError(f"{model_dir} is not a folder: push takes the folder `xlm-hf train` exported.")
     names = hub_files(model_dir)
@@ -313,7 +315,9 @@ def push_to_hub(
         info = api.create_commit(
             repo_id, operations=operations, commit_message=message, repo_type="model", revision=branch
         )
-    except Exception as error:  # unreachable endpoint, refused token, rejected branch ...: one line, the cause
+    except (
+        Exception
+    ) as error:  # unreachable endpoint, refused token, rejected branch ...: one line, the cause
         reason = " ".join(str(error).split()) or type(error).__name__
         raise HubError(
             f"Pushing to {repo_id} on {api.endpoint} failed ({type(error).__name__}: {reason[:300]}); check the "

@@ -67,7 +67,9 @@ def debug_overrides(mode: str, experiment: dict[str, Any]) -> list[str]:
     raise ExperimentError(f"Unknown debug mode {mode!r}; choose one of {DEBUG_MODES}.")
 
 
-def prepare_experiment(name_or_path: str, overrides: list[str] | None = None, debug: str | None = None) -> dict:
+def prepare_experiment(
+    name_or_path: str, overrides: list[str] | None = None, debug: str | None = None
+) -> dict:
     overrides = list(overrides or [])
     if debug:
         preview = load_experiment(name_or_path, overrides)
@@ -100,7 +102,9 @@ def build_eval_tasks(
         kind = spec.get("kind", "loss")
         task_split = split or spec.get("split", "validation")
         if task_split not in splits:
-            raise ExperimentError(f"Eval task {name!r} asks for split {task_split!r}; the task has {list(splits)}.")
+            raise ExperimentError(
+                f"Eval task {name!r} asks for split {task_split!r}; the task has {list(splits)}."
+            )
         dataset = splits[task_split]
         task_limit = spec.get("limit") if spec.get("limit") is not None else limit
         if task_limit is not None:
@@ -197,7 +201,9 @@ def train(experiment: dict[str, Any]) -> dict[str, Any]:
     checkpoint and raise `TrainingInterrupted` (no evaluation, no export).
     """
     family = get_family(experiment["family"])
-    hub_push = take_push_settings(experiment)  # Trainer must not push output_dir itself (checkpoints); see hub.py
+    hub_push = take_push_settings(
+        experiment
+    )  # Trainer must not push output_dir itself (checkpoints); see hub.py
     data_args = data_arguments(experiment)
     input_block_size, block_size = block_sizes(data_args)
     args = training_arguments(experiment)
@@ -220,7 +226,9 @@ def train(experiment: dict[str, Any]) -> dict[str, Any]:
         splits = load_task(data_args.task, data_args.cache_dir)
         splits = {name: tokenize_seq2seq(split, tokenizer) for name, split in splits.items()}
     if data_args.train_split not in splits:
-        raise ExperimentError(f"data.train_split={data_args.train_split!r} is not a split of {data_args.task}.")
+        raise ExperimentError(
+            f"data.train_split={data_args.train_split!r} is not a split of {data_args.task}."
+        )
     train_dataset = splits[data_args.train_split]
     if data_args.max_train_samples is not None:
         train_dataset = train_dataset.select(range(min(data_args.max_train_samples, len(train_dataset))))
@@ -228,7 +236,10 @@ def train(experiment: dict[str, Any]) -> dict[str, Any]:
         splits = {"validation": train_dataset, "test": train_dataset}
 
     train_collator = family.collators["seq2seq"](
-        tokenizer=tokenizer, input_block_size=input_block_size, block_size=block_size, **experiment.get("collator", {})
+        tokenizer=tokenizer,
+        input_block_size=input_block_size,
+        block_size=block_size,
+        **experiment.get("collator", {}),
     )
     eval_tasks = build_eval_tasks(family, experiment, tokenizer, splits) if args.eval_strategy != "no" else {}
     trainer = family.trainer_class(
@@ -298,7 +309,9 @@ def evaluate(
     # bool is an int: `limit=True` is a mistake, not "1 example"
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValueError(f"--limit must be a positive number of examples, got {limit!r}.")
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+    if batch_size is not None and (
+        not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
+    ):
         raise ValueError(f"--batch-size must be a positive integer, got {batch_size!r}.")
     model, tokenizer, family, model_dir = load_model_and_tokenizer(model_path, revision)
     experiment = read_experiment_file(model_dir)
@@ -384,7 +397,12 @@ def generate(
     encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]
     if tokenizer.unk_token_id is not None and bool((ids == tokenizer.unk_token_id).any()):
-        unknown = [w for p in prompts for w in p.split() if tokenizer.convert_tokens_to_ids(w) == tokenizer.unk_token_id]
+        unknown = [
+            w
+            for p in prompts
+            for w in p.split()
+            if tokenizer.convert_tokens_to_ids(w) == tokenizer.unk_token_id
+        ]
         raise ValueError(f"The prompt has words outside the model's vocabulary: {sorted(set(unknown))}.")
     allowed = {tokenizer.mask_token_id} if "infill" in FAMILY_PIPELINES.get(family.name, {}) else set()
     typed = sorted(
@@ -421,7 +439,9 @@ def generate(
         prompt_text = tokenizer.decode(encoded["input_ids"][prompt_index], skip_special_tokens=True).strip()
         kept_text = tokenizer.decode(sequence[kept_positions], skip_special_tokens=True).strip()
         # a continuation: the prompt's tokens unchanged, and every new token after them
-        appended = len(new_positions) == 0 or len(kept_positions) == 0 or kept_positions[-1] < new_positions[0]
+        appended = (
+            len(new_positions) == 0 or len(kept_positions) == 0 or kept_positions[-1] < new_positions[0]
+        )
         if kept_text == prompt_text and appended:
             texts.append(tokenizer.decode(sequence[new_positions], skip_special_tokens=True).strip())
         else:

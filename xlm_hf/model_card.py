@@ -357,7 +357,10 @@ def render_model_card(
         if isinstance(v, float)
         else v
         for k, v in (results or {}).get("metrics", {}).items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch" and not k.endswith(BOOKKEEPING)
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and k != "epoch"
+        and not k.endswith(BOOKKEEPING)
     }
     notes = []
     if any(name.endswith(" †") for name in metrics):
@@ -451,7 +454,9 @@ def render_adapter_card(
         repo_id=repo_id or f"path/to/{model_name}",
         base=base if base_is_hub_id else "path/to/base-model",
         base_is_hub_id=base_is_hub_id,
-        family_title=_lower_first(FAMILY_TITLES.get(family.name, family.name)) if family else "an xlm_hf model",
+        family_title=_lower_first(FAMILY_TITLES.get(family.name, family.name))
+        if family
+        else "an xlm_hf model",
         provenance=f"{trained} with {_project_link(settings)}",
         data_note=data_note,
         rank=adapter.get("r"),

@@ -27,8 +27,12 @@ def build_word_level_tokenizer(words: Iterable[str], model_max_length: int = 512
     Prompts are padded on the left (as every family's `generate` expects) and no special tokens are added
     by `__call__`: each family lays out its own `[BOS]`/`[CLS]` around the prompt.
     """
-    if isinstance(words, (str, bytes)):  # a string is iterable too, but its characters are not the words meant
-        raise TypeError(f"words must be a list of vocabulary words, not one string ({words!r}); split it first.")
+    if isinstance(
+        words, (str, bytes)
+    ):  # a string is iterable too, but its characters are not the words meant
+        raise TypeError(
+            f"words must be a list of vocabulary words, not one string ({words!r}); split it first."
+        )
     vocab: dict[str, int] = {}
     for token in SPECIAL_TOKENS.values():
         vocab[token] = len(vocab)
@@ -67,7 +71,9 @@ def add_xlm_special_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
     Existing special tokens are kept (BERT's `[CLS]`, GPT-2's `<|endoftext|>` as EOS). Resize the model's
     embeddings afterwards (`model.resize_token_embeddings(len(tokenizer))`) when the count is positive.
     """
-    missing = {name: token for name, token in SPECIAL_TOKENS.items() if getattr(tokenizer, name, None) is None}
+    missing = {
+        name: token for name, token in SPECIAL_TOKENS.items() if getattr(tokenizer, name, None) is None
+    }
     if not missing:
         return 0
     return tokenizer.add_special_tokens(missing)

@@ -181,11 +181,17 @@ class XLMTrainer(Trainer):
     # ----- training: exact resume, signals, final checkpoint -----------------------------------------------------
 
     def train(
-        self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None, **kwargs
+        self,
+        resume_from_checkpoint: str | bool | None = None,
+        trial=None,
+        ignore_keys_for_eval=None,
+        **kwargs,
     ):
         """Trainer's `train`, resumable exactly (see the module docstring). Raises `TrainingInterrupted` after
         saving a checkpoint when SIGINT or SIGTERM stopped it."""
-        checkpoint = find_checkpoint(resume_from_checkpoint, self.args.output_dir) if resume_from_checkpoint else None
+        checkpoint = (
+            find_checkpoint(resume_from_checkpoint, self.args.output_dir) if resume_from_checkpoint else None
+        )
         if checkpoint and self._is_finished(checkpoint):
             # Trainer would train one step past the end (it runs at least one step of the resumed epoch)
             return self._load_finished_run(checkpoint)
@@ -193,7 +199,10 @@ class XLMTrainer(Trainer):
         self.stop_signal = None
         with self._stop_on_signals():
             output = super().train(
-                resume_from_checkpoint=checkpoint, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval, **kwargs
+                resume_from_checkpoint=checkpoint,
+                trial=trial,
+                ignore_keys_for_eval=ignore_keys_for_eval,
+                **kwargs,
             )
         if self.stop_signal is not None:
             saved = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
@@ -237,14 +246,19 @@ class XLMTrainer(Trainer):
         try:
             return int(json.loads(path.read_text())["batches_trained"])
         except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{path} is damaged ({error!r}); resume from another checkpoint of the run.") from error
+            raise ValueError(
+                f"{path} is damaged ({error!r}); resume from another checkpoint of the run."
+            ) from error
 
     def _place_training_noise(self) -> None:
         """Numbers the training collator's next batch: this process's batches take every `world_size`-th place
         of the run, so the noise does not depend on how the batches are shared out among processes."""
         world_size, rank = self.args.world_size, self.args.process_index
         placed = set_batch_noise(
-            self.data_collator, self.batches_trained * world_size + rank, seed=self.args.seed, stride=world_size
+            self.data_collator,
+            self.batches_trained * world_size + rank,
+            seed=self.args.seed,
+            stride=world_size,
         )
         if placed and self.args.dataloader_num_workers > 0 and self.args.dataloader_persistent_workers:
             logger.warning(
@@ -281,7 +295,11 @@ class XLMTrainer(Trainer):
     def _stop_requested(self) -> bool:
         """Whether a signal asked to stop, on any process: all must stop at the same step (they are synchronised
         by their collectives), so the processes agree at every step end."""
-        if self.args.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        if (
+            self.args.world_size > 1
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+        ):
             flag = torch.tensor([self.stop_signal or 0], device=self.args.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             self.stop_signal = int(flag.item()) or None
@@ -323,7 +341,9 @@ class XLMTrainer(Trainer):
         # The same noise at every evaluation (batch i of the task always draws the noise of batch i of the run's
         # seed, whichever process evaluates it), and the training's random state untouched: eval losses of
         # different steps compare, and a resumed run reports those of an uninterrupted one.
-        set_batch_noise(task.collator, self.args.process_index, seed=self.args.seed, stride=self.args.world_size)
+        set_batch_noise(
+            task.collator, self.args.process_index, seed=self.args.seed, stride=self.args.world_size
+        )
         model = self.accelerator.unwrap_model(self.model)
         training_collator = self.data_collator
         self.data_collator = task.collator
@@ -381,7 +401,9 @@ class XLMTrainer(Trainer):
         metrics = {}
         for metric_name in task.metrics:
             kwargs = {"ignore_index": tokenizer.pad_token_id} if metric_name == "token_accuracy" else {}
-            result = load_metric(metric_name).compute(predictions=predictions, references=references, **kwargs)
+            result = load_metric(metric_name).compute(
+                predictions=predictions, references=references, **kwargs
+            )
             for key, value in result.items():
                 metrics[f"{prefix}_{key}"] = float(value)
         metrics[f"{prefix}_runtime"] = round(runtime, 4)
@@ -420,4 +442,11 @@ class _ResumableTraining(TrainerCallback):
             control.should_save = True  # the trained weights are on disk before evaluation and export
 
 
-__all__ = ["EvalTask", "XLMTrainer", "EVAL_KINDS", "TrainingInterrupted", "find_checkpoint", "COLLATOR_STATE_FILE"]
+__all__ = [
+    "EvalTask",
+    "XLMTrainer",
+    "EVAL_KINDS",
+    "TrainingInterrupted",
+    "find_checkpoint",
+    "COLLATOR_STATE_FILE",
+]

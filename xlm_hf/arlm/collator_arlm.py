@@ -54,8 +54,12 @@ class ARLMCollatorForSeq2Seq:
         bos = require_token_id(self.tokenizer, "bos_token")
         eos = require_token_id(self.tokenizer, "eos_token")
         pad = require_token_id(self.tokenizer, "pad_token")
-        prefix_ids, prefix_mask = pad_left([[*ex["prompt_ids"], bos] for ex in examples], self.input_block_size, pad)
-        suffix_ids, suffix_mask = pad_right([[*ex["target_ids"], eos] for ex in examples], self.block_size, pad)
+        prefix_ids, prefix_mask = pad_left(
+            [[*ex["prompt_ids"], bos] for ex in examples], self.input_block_size, pad
+        )
+        suffix_ids, suffix_mask = pad_right(
+            [[*ex["target_ids"], eos] for ex in examples], self.block_size, pad
+        )
         input_ids = torch.cat([prefix_ids, suffix_ids], dim=1)
         attention_mask = torch.cat([prefix_mask, suffix_mask], dim=1)
 
@@ -92,10 +96,14 @@ class ARLMCollatorForSeq2SeqPrediction:
                     f"A prompt of {len(ex['prompt_ids'])} tokens (+[BOS]) does not fit input_block_size="
                     f"{self.input_block_size}; raise data.input_block_size."
                 )
-        input_ids, attention_mask = pad_left([[*ex["prompt_ids"], bos] for ex in examples], self.input_block_size, pad)
+        input_ids, attention_mask = pad_left(
+            [[*ex["prompt_ids"], bos] for ex in examples], self.input_block_size, pad
+        )
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
         if all("target_ids" in ex for ex in examples):
-            batch["target_ids"], _ = pad_right([[*ex["target_ids"], eos] for ex in examples], self.block_size, pad)
+            batch["target_ids"], _ = pad_right(
+                [[*ex["target_ids"], eos] for ex in examples], self.block_size, pad
+            )
         return batch
 
 

@@ -17,7 +17,9 @@ class ARLMTrainer(XLMTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+        outputs = model(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False
+        )
         loss_sum, count = causal_lm_loss_sum(outputs.logits, labels)
         loss = self.normalize_loss(loss_sum, count, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
@@ -27,7 +29,9 @@ class ARLMTrainer(XLMTrainer):
         block_size = batch["target_ids"].shape[1]
         pad = model.config.pad_token_id
         kwargs = {"do_sample": False, **self.generation_kwargs, "max_new_tokens": block_size}
-        sequences = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
+        sequences = model.generate(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs
+        )
         generated = sequences[:, batch["input_ids"].shape[1] :]
         out = torch.full((len(generated), block_size), pad, dtype=torch.long, device=generated.device)
         out[:, : generated.shape[1]] = generated[:, :block_size]
