@@ -97,3 +97,45 @@ def test_values_of_the_right_type_pass_type_checking():
         ],
     )
     assert experiment["training"]["learning_rate"] == 1 and experiment["data"]["block_size"] is None
+
+
+def test_defaults_merge_bases_in_order_and_the_experiment_wins(tmp_path):
+    (tmp_path / "common.yaml").write_text(
+        "training: {max_steps: 10, learning_rate: 0.1, seed: 1}\nmodel: {hidden_size: 32}\n"
+    )
+    (tmp_path / "task.yaml").write_text(
+        "defaults: common\ndata: {task: star_easy}\ntraining: {learning_rate: 0.2}\nmodel: {num_hidden_layers: 1}\n"
+    )
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "family: arlm\ndefaults: [task]\ntraining: {seed: 7}\neval_tasks: {lm: {kind: loss, split: validation}}\n"
+    )
+    experiment = load_experiment(str(path))
+    assert experiment["training"]["max_steps"] == 10  # from the first base
+    assert experiment["training"]["learning_rate"] == 0.2  # the second base wins over the first
+    assert experiment["training"]["seed"] == 7  # the experiment wins over its bases
+    assert experiment["model"] == {"hidden_size": 32, "num_hidden_layers": 1}  # mappings merge key by key
+    assert "defaults" not in experiment and experiment["name"] == "mine"
+
+
+def test_builtin_experiments_share_their_bases():
+    easy_ilm, easy_arlm = load_experiment("star_easy_ilm"), load_experiment("star_easy_arlm")
+    for section in ("data", "training"):
+        assert easy_ilm[section] == easy_arlm[section]
+    assert easy_ilm["model"]["initializer_range"] == easy_arlm["model"]["initializer_range"] == 0.07
+    assert "base/star_easy" not in available_experiments() and "training" not in available_experiments()
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"mine.yaml": "family: arlm\ndefaults: nosuch\n"}, "'nosuch', which is neither next to it"),
+        ({"mine.yaml": "family: arlm\ndefaults: [a]\n", "a.yaml": "defaults: [mine]\n"}, "form a cycle"),
+        ({"mine.yaml": "family: arlm\ndefaults: {a: 1}\n"}, "must be a file name or a list"),
+    ],
+)
+def test_bad_defaults_are_clear_errors(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ExperimentError, match=message):
+        load_experiment(str(tmp_path / "mine.yaml"))

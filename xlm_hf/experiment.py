@@ -18,6 +18,11 @@ eval_tasks:                  # named eval tasks, run at every evaluation
 An experiment is addressed by name (a file in `xlm_hf/experiments/`) or by path. Overrides look like
 `training.max_steps=200 model.num_hidden_layers=2`; values are parsed as YAML. Every unknown key is an error
 that names it and lists the valid ones.
+
+An experiment may start from others: `defaults: [base/star_easy]` (a name, or a list of names, of YAML files next
+to the experiment or in `xlm_hf/experiments/`) merges those files first, in order, then the experiment's own
+sections over them, mapping by mapping (a value in the experiment replaces the base's; lists are replaced whole).
+The built-in experiments share `base/training.yaml` and one base per task this way.
 """
 
 import copy
@@ -130,13 +135,55 @@ def apply_override(experiment: dict[str, Any], override: str) -> None:
     node[keys[-1]] = parse_yaml(raw_value)
 
 
-def load_experiment(name_or_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Reads, overrides and validates an experiment; returns the resolved dictionary."""
-    path = resolve_experiment_path(name_or_path)
+def merge_sections(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, mapping by mapping: nested mappings merge, any other value replaces the base's."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_sections(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _resolve_default(name: str, referring_file: Path) -> Path:
+    filename = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
+    for folder in (referring_file.parent, EXPERIMENTS_DIR):
+        if (folder / filename).is_file():
+            return (folder / filename).resolve()
+    raise ExperimentError(
+        f"{referring_file}: `defaults` names {name!r}, which is neither next to it nor in {EXPERIMENTS_DIR}."
+    )
+
+
+def read_experiment_with_defaults(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The experiment file's sections merged over those of the files its `defaults` key names (recursively)."""
+    path = path.resolve()
+    if path in _chain:
+        cycle = " -> ".join(str(p.name) for p in (*_chain, path))
+        raise ExperimentError(f"The `defaults` of {path} form a cycle: {cycle}.")
     experiment = parse_yaml(path.read_text()) or {}
     if not isinstance(experiment, dict):
         raise ExperimentError(f"{path} must hold a mapping of sections.")
-    experiment = copy.deepcopy(experiment)
+    defaults = experiment.pop("defaults", [])
+    if isinstance(defaults, str):
+        defaults = [defaults]
+    if not isinstance(defaults, list) or not all(isinstance(name, str) for name in defaults):
+        raise ExperimentError(
+            f"{path}: `defaults` must be a file name or a list of file names, got {defaults!r}."
+        )
+    merged: dict[str, Any] = {}
+    for name in defaults:
+        merged = merge_sections(
+            merged, read_experiment_with_defaults(_resolve_default(name, path), (*_chain, path))
+        )
+    return merge_sections(merged, experiment)
+
+
+def load_experiment(name_or_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Reads (with its `defaults`), overrides and validates an experiment; returns the resolved dictionary."""
+    path = resolve_experiment_path(name_or_path)
+    experiment = read_experiment_with_defaults(path)
     experiment.setdefault("name", path.stem)
     for override in overrides or []:
         apply_override(experiment, override)
@@ -296,4 +343,6 @@ __all__ = [
     "data_arguments",
     "dump_experiment",
     "parse_yaml",
+    "merge_sections",
+    "read_experiment_with_defaults",
 ]
