@@ -17,20 +17,28 @@ the rows still active and only on the columns that hold a real token in one of t
 Hub-side file: imports only torch and transformers.
 """
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers.generation import GenerationConfig
+from transformers.generation import LogitsProcessorList
 from transformers.utils import ModelOutput, logging
+
+from .generation_utils import (
+    NonAutoregressiveGenerationMixin,
+    XLMGenerationConfig,
+    build_logits_warpers,
+    check_vocabulary,
+    choose_tokens,
+    pad_left,
+)
 
 logger = logging.get_logger(__name__)
 
 PROMPT_LAYOUTS = ("seq2seq", "lm")
 
 
-class ILMGenerationConfig(GenerationConfig):
+class ILMGenerationConfig(XLMGenerationConfig):
     r"""
     Parameters of [`ILMGenerationMixin.generate`]. Unset values (`None`) fall back to the model's config.
 
@@ -39,16 +47,16 @@ class ILMGenerationConfig(GenerationConfig):
             (padding excluded). Defaults to the model's `max_position_embeddings`.
         max_new_tokens (`int`, *optional*): Most insertions per row.
         min_new_tokens (`int`): Insertions a row makes before the stopping head may stop it.
-        max_steps (`int`, *optional*): Most decoding steps (one insertion per active row each); defaults to
-            `max_length`, which lets every row reach `max_length`.
+        num_steps (`int`, *optional*): Most decoding steps (one insertion per active row each); defaults to
+            `max_length`, which lets every row reach `max_length`. (Formerly `max_steps`, still accepted.)
         stopping_threshold (`float`): A row stops when p("complete") >= this (0.9 as in the original).
         stopping_temperature (`float`): Temperature of the stopping head's softmax.
         do_sample, temperature, top_k, top_p: The *token* sampler (greedy when `do_sample=False`).
         position_do_sample, position_temperature, position_top_k, position_top_p: The *position* sampler over
             the gap scores `logsumexp_v logits[i, v]` (greedy when `position_do_sample=False`). The original's
             star-graph setting is greedy tokens with `position_do_sample=True, position_top_k=2`.
-        suppress_token_ids (`list[int]`, *optional*): Tokens never inserted; defaults to the model's `[MASK]`,
-            `[EOS]`, `[PAD]`, `[CLS]` and `[BOS]`.
+        suppress_tokens (`list[int]`, *optional*): Tokens never inserted; defaults to the model's `[MASK]`,
+            `[EOS]`, `[PAD]`, `[CLS]` and `[BOS]`. (Formerly `suppress_token_ids`, still accepted.)
         prompt_layout (`str`): How a plain prompt is laid out: `"seq2seq"` = `[CLS] prompt [BOS]`, insertions
             only after `[BOS]` (a prompt -> answer model); `"lm"` = `[CLS] [BOS] prompt`, insertions in every gap
             after `[CLS]` (a model pretrained on text, which may grow the prompt anywhere). A prompt that contains
@@ -57,7 +65,8 @@ class ILMGenerationConfig(GenerationConfig):
         seed (`int`, *optional*): Seeds a `torch.Generator` for the samplers (a `generator` passed to
             `generate` wins).
         return_dict_in_generate (`bool`): Return an [`ILMGenerationOutput`] (default) or only `sequences`.
-        return_history (`bool`): Also return which token went where at each step.
+        output_history (`bool`): Also return which token went where at each step. (Formerly `return_history`,
+            still accepted.)
         pad_token_id, bos_token_id, cls_token_id, mask_token_id, eos_token_id (`int`, *optional*): Special ids;
             default to the model's.
     """
@@ -66,7 +75,7 @@ class ILMGenerationConfig(GenerationConfig):
         "max_length": None,
         "max_new_tokens": None,
         "min_new_tokens": 0,
-        "max_steps": None,
+        "num_steps": None,
         "stopping_threshold": 0.9,
         "stopping_temperature": 1.0,
         "do_sample": False,
@@ -77,33 +86,18 @@ class ILMGenerationConfig(GenerationConfig):
         "position_temperature": 1.0,
         "position_top_k": None,
         "position_top_p": None,
-        "suppress_token_ids": None,
+        "suppress_tokens": None,
         "prompt_layout": "seq2seq",
         "num_return_sequences": 1,
         "seed": None,
         "return_dict_in_generate": True,
-        "return_history": False,
+        "output_history": False,
         "pad_token_id": None,
         "bos_token_id": None,
         "cls_token_id": None,
         "mask_token_id": None,
         "eos_token_id": None,
     }
-
-    def __init__(self, **kwargs):
-        # Like DiffusionGemma's config, the parent constructor is deliberately not called: most of its
-        # autoregressive knobs (beams, caches, repetition penalties) mean nothing for insertion decoding.
-        for name, default in self._defaults.items():
-            setattr(self, name, kwargs.pop(name, copy.deepcopy(default)))
-        # Metadata kept by every transformers config.
-        self._commit_hash = kwargs.pop("_commit_hash", None)
-        self._from_model_config = kwargs.pop("_from_model_config", None)
-        self.transformers_version = kwargs.pop("transformers_version", None)
-        if kwargs:
-            raise ValueError(
-                f"ILMGenerationConfig got unknown arguments {sorted(kwargs)}; known ones: {sorted(self._defaults)}."
-            )
-        self.validate()
 
     def validate(self, strict: bool = False, user_set_attributes: set[str] | None = None, **unused_kwargs):
         def positive_int(name: str, allow_zero: bool = False) -> None:
@@ -118,7 +112,7 @@ class ILMGenerationConfig(GenerationConfig):
         for name in (
             "max_length",
             "max_new_tokens",
-            "max_steps",
+            "num_steps",
             "num_return_sequences",
             "top_k",
             "position_top_k",
@@ -144,12 +138,10 @@ class ILMGenerationConfig(GenerationConfig):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
         if self.prompt_layout not in PROMPT_LAYOUTS:
             raise ValueError(f"`prompt_layout` must be one of {PROMPT_LAYOUTS}, got {self.prompt_layout!r}.")
-        if self.suppress_token_ids is not None and not all(
-            isinstance(t, int) and t >= 0 for t in self.suppress_token_ids
+        if self.suppress_tokens is not None and not all(
+            isinstance(t, int) and t >= 0 for t in self.suppress_tokens
         ):
-            raise ValueError(
-                f"`suppress_token_ids` must be a list of token ids, got {self.suppress_token_ids!r}."
-            )
+            raise ValueError(f"`suppress_tokens` must be a list of token ids, got {self.suppress_tokens!r}.")
         if (
             self.min_new_tokens
             and self.max_new_tokens is not None
@@ -159,33 +151,6 @@ class ILMGenerationConfig(GenerationConfig):
                 f"`min_new_tokens` ({self.min_new_tokens}) exceeds `max_new_tokens` ({self.max_new_tokens})."
             )
 
-    def to_diff_dict(self) -> dict[str, Any]:
-        """Only what differs from `ILMGenerationConfig()` (the parent would diff against its own defaults)."""
-        config_dict = self.to_dict()
-        defaults = self.__class__().to_dict()
-        diff = {
-            key: value
-            for key, value in config_dict.items()
-            if key not in defaults or key == "transformers_version" or value != defaults[key]
-        }
-        self.dict_dtype_to_str(diff)
-        return diff
-
-    @staticmethod
-    def _get_default_generation_params() -> dict[str, Any]:
-        return {}
-
-    def get_generation_mode(self, *args, **kwargs):
-        raise NotImplementedError(
-            "ILMGenerationConfig is for insertion decoding, which has no AR generation mode."
-        )
-
-    @classmethod
-    def from_model_config(cls, *args, **kwargs):
-        # Raising tells `PreTrainedModel.__init__` to build `ILMGenerationConfig()` instead of copying every
-        # model-config key into the generation config.
-        raise NotImplementedError("ILMGenerationConfig does not support `from_model_config`.")
-
 
 @dataclass
 class ILMGenerationOutput(ModelOutput):
@@ -194,11 +159,13 @@ class ILMGenerationOutput(ModelOutput):
         Final sequences in reading order, `[CLS]`, prompt, `[BOS]` and insertions included, left-padded with
         `[PAD]`. Decode with `tokenizer.batch_decode(sequences, skip_special_tokens=True)`.
     initial_sequences (`torch.LongTensor` of shape `(batch, initial_length)`, *optional*):
-        The layout decoding started from (`[MASK]`s removed), left-padded; with `return_history=True`.
+        The layout decoding started from (`[MASK]`s removed), left-padded; with `output_history=True`.
     history_positions, history_tokens (`torch.LongTensor` of shape `(batch, steps)`, *optional*):
         At step `s` row `b` inserted `history_tokens[b, s]` so that it became the token at index
         `history_positions[b, s]` of the row's unpadded sequence; -1 where the row inserted nothing.
-        Replaying them on `initial_sequences` gives `sequences`. With `return_history=True`.
+        Replaying them on `initial_sequences` gives `sequences`. With `output_history=True`.
+    new_token_mask (`torch.BoolTensor` of shape `(batch, length)`):
+        The tokens the model inserted (as `sequences`, left-padded).
     num_steps (`int`, *optional*): Decoding steps run (model calls).
     """
 
@@ -206,6 +173,7 @@ class ILMGenerationOutput(ModelOutput):
     initial_sequences: torch.LongTensor | None = None
     history_positions: torch.LongTensor | None = None
     history_tokens: torch.LongTensor | None = None
+    new_token_mask: torch.BoolTensor | None = None
     num_steps: int | None = None
 
 
@@ -216,24 +184,16 @@ def sample_from_scores(
     top_k: int | None = None,
     top_p: float | None = None,
     generator: torch.Generator | None = None,
+    input_ids: torch.LongTensor | None = None,
 ) -> torch.LongTensor:
-    """Index per row of `scores` `(rows, choices)` (-inf = forbidden): argmax, or a sample after temperature,
-    top-k (keep the k best) and top-p (keep the smallest set of best choices whose mass reaches p)."""
-    if not do_sample or top_k == 1:
-        return scores.argmax(dim=-1)
-    scores = scores / temperature
-    if top_k is not None and top_k < scores.shape[-1]:
-        kth_best = torch.topk(scores, top_k, dim=-1).values[..., -1:]
-        scores = scores.masked_fill(scores < kth_best, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
-        sorted_probs = sorted_scores.softmax(dim=-1)
-        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
-        drop_sorted = mass_before >= top_p  # the best choice always has mass_before = 0 and stays
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        scores = scores.masked_fill(drop, float("-inf"))
-    probs = scores.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    """Index per row of `scores` `(rows, choices)` (-inf = forbidden): argmax, or a sample after transformers'
+    temperature, top-k and top-p warpers."""
+    if top_k == 1:  # only the best choice survives: no draw (so the random stream is not advanced)
+        do_sample = False
+    warpers = build_logits_warpers(do_sample, temperature, top_k, top_p)
+    if input_ids is None:
+        input_ids = scores.new_empty((scores.shape[0], 0), dtype=torch.long)
+    return choose_tokens(scores, input_ids, do_sample, warpers, generator)
 
 
 @dataclass
@@ -241,12 +201,14 @@ class ILMInsertionState:
     """Working buffers of a decoding run, one row per sequence, in reading order.
 
     `input_ids`/`attention_mask`: tokens with padding anywhere (left padding from the prompt, right padding
-    once a row has stopped growing); `allowed`: insertion allowed in the gap right after this token.
+    once a row has stopped growing); `allowed`: insertion allowed in the gap right after this token; `generated`:
+    the token was inserted by decoding.
     """
 
     input_ids: torch.LongTensor
     attention_mask: torch.BoolTensor
     allowed: torch.BoolTensor
+    generated: torch.BoolTensor
 
     def lengths(self) -> torch.LongTensor:
         return self.attention_mask.sum(dim=-1)
@@ -261,11 +223,17 @@ class ILMInsertionState:
             self.input_ids = torch.nn.functional.pad(self.input_ids, (0, 1), value=pad_id)
             self.attention_mask = torch.nn.functional.pad(self.attention_mask, (0, 1), value=False)
             self.allowed = torch.nn.functional.pad(self.allowed, (0, 1), value=False)
+            self.generated = torch.nn.functional.pad(self.generated, (0, 1), value=False)
         width = self.input_ids.shape[1]
         columns = torch.arange(width, device=rows.device)[None, :]
         source = torch.where(columns > anchors[:, None], columns - 1, columns)
         new_at = (anchors + 1)[:, None]
-        for name, value in (("input_ids", tokens), ("attention_mask", True), ("allowed", True)):
+        for name, value in (
+            ("input_ids", tokens),
+            ("attention_mask", True),
+            ("allowed", True),
+            ("generated", True),
+        ):
             buffer = getattr(self, name)
             shifted = buffer[rows].gather(1, source)
             fill = (
@@ -277,17 +245,6 @@ class ILMInsertionState:
             buffer[rows] = shifted
 
 
-def left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max((len(r) for r in rows), default=0)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    for i, row in enumerate(rows):
-        if row:
-            ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-            mask[i, width - len(row) :] = True
-    return ids.to(device), mask.to(device)
-
-
 def compact_left(state_ids: torch.Tensor, mask: torch.Tensor, pad_id: int) -> torch.Tensor:
     """Moves the real tokens of every row to the right end (order kept) and drops all-padding columns."""
     order = torch.sort(mask.long(), dim=-1, stable=True).indices  # padding first, real tokens in order
@@ -297,7 +254,7 @@ def compact_left(state_ids: torch.Tensor, mask: torch.Tensor, pad_id: int) -> to
     return ids[:, ids.shape[1] - width :]
 
 
-class ILMGenerationMixin:
+class ILMGenerationMixin(NonAutoregressiveGenerationMixin):
     """Adds `generate` (insertion decoding) to [`ILMModelForInsertionLM`]. It does not inherit transformers'
     `GenerationMixin`: nothing autoregressive (caches, beams, logits warpers over one position) applies."""
 
@@ -308,6 +265,7 @@ class ILMGenerationMixin:
         attention_mask: torch.Tensor | None = None,
         generation_config: ILMGenerationConfig | None = None,
         insertion_mask: torch.Tensor | None = None,
+        logits_processor: LogitsProcessorList | list | None = None,
         generator: torch.Generator | None = None,
         token_type_ids: torch.Tensor | None = None,
         **kwargs,
@@ -325,6 +283,10 @@ class ILMGenerationMixin:
             generation_config ([`ILMGenerationConfig`], *optional*): Defaults to `model.generation_config`.
             insertion_mask (`torch.Tensor` of shape `(batch, length)`, *optional*): For rows given already laid
                 out (starting with `[CLS]`): 1 where insertion right after the token is allowed.
+            logits_processor (`LogitsProcessorList`, *optional*): transformers logits processors applied to the
+                token logits of the chosen gap before the token choice (greedy or sampled) and before the
+                temperature / top-k / top-p warpers. Each is called as `processor(input_ids, scores)` with `scores`
+                `(rows, vocab)` and `input_ids` `(rows, length)`, the current (padded) sequences of the rows.
             generator (`torch.Generator`, *optional*): Random source of the samplers.
             token_type_ids: Accepted (some tokenizers return it) and ignored: ILM uses no token types.
             kwargs: Overrides of `generation_config` fields (`max_new_tokens=8`, `do_sample=True`, ...).
@@ -332,7 +294,7 @@ class ILMGenerationMixin:
         Returns:
             [`ILMGenerationOutput`] (or the `sequences` tensor with `return_dict_in_generate=False`).
         """
-        config = self._prepare_ilm_generation_config(generation_config, **kwargs)
+        config = self._prepare_generation_config(generation_config, kwargs)
         special = self._special_ids(config)
         device = self.device
         max_length = (
@@ -353,13 +315,15 @@ class ILMGenerationMixin:
                 f"No room left to insert: row {row} already has {int(lengths[row])} tokens with [CLS] and [BOS], and "
                 f"max_length={max_length}. Shorten the prompt or raise max_length."
             )
-        if generator is None and config.seed is not None:
-            generator = torch.Generator(device=device).manual_seed(config.seed)
+        generator = self._prepare_generator(config.seed, generator, device)
+        processors = LogitsProcessorList(
+            logits_processor or []
+        )  # a copy: the caller's list is left as it was
 
         budget = max_length - lengths
         if config.max_new_tokens is not None:
             budget = budget.clamp(max=config.max_new_tokens)
-        max_steps = config.max_steps if config.max_steps is not None else max_length
+        max_steps = config.num_steps if config.num_steps is not None else max_length
         suppress = self._suppressed_tokens(config, special, device)
         initial_ids = compact_left(state.input_ids, state.attention_mask, special["pad"])
 
@@ -374,11 +338,13 @@ class ILMGenerationMixin:
                 break
             num_steps += 1
             rows = active.nonzero().squeeze(1)
-            stop, anchors, tokens = self._insertion_step(state, rows, config, suppress, inserted, generator)
+            stop, anchors, tokens = self._insertion_step(
+                state, rows, config, suppress, inserted, generator, processors
+            )
             active[rows[stop]] = False
             go = ~stop
             go_rows, go_anchors, go_tokens = rows[go], anchors[go], tokens[go]
-            if config.return_history:
+            if config.output_history:
                 step_positions = torch.full((batch_size,), -1, dtype=torch.long, device=device)
                 step_tokens = torch.full((batch_size,), -1, dtype=torch.long, device=device)
                 # index of the new token among the row's real tokens = real tokens up to the anchor, inclusive
@@ -393,8 +359,9 @@ class ILMGenerationMixin:
         sequences = compact_left(state.input_ids, state.attention_mask, special["pad"])
         if not config.return_dict_in_generate:
             return sequences
-        output = ILMGenerationOutput(sequences=sequences, num_steps=num_steps)
-        if config.return_history:
+        new_tokens = compact_left(state.generated, state.attention_mask, False)
+        output = ILMGenerationOutput(sequences=sequences, new_token_mask=new_tokens, num_steps=num_steps)
+        if config.output_history:
             empty = torch.empty((batch_size, 0), dtype=torch.long, device=device)
             output.initial_sequences = initial_ids
             output.history_positions = torch.stack(history_positions, dim=1) if history_positions else empty
@@ -409,6 +376,7 @@ class ILMGenerationMixin:
         suppress: torch.Tensor,
         inserted: torch.LongTensor,
         generator: torch.Generator | None,
+        logits_processor: LogitsProcessorList,
     ) -> tuple[torch.BoolTensor, torch.LongTensor, torch.LongTensor]:
         """One model call on the active `rows`: returns which of them stop, and for the others the anchor
         column (in `state` coordinates) and the token to insert after it."""
@@ -440,35 +408,20 @@ class ILMGenerationMixin:
             generator,
         )
         token_scores = logits[torch.arange(len(rows), device=logits.device), anchors]
+        if logits_processor:
+            token_scores = logits_processor(input_ids, token_scores)
         tokens = sample_from_scores(
-            token_scores, config.do_sample, config.temperature, config.top_k, config.top_p, generator
+            token_scores,
+            config.do_sample,
+            config.temperature,
+            config.top_k,
+            config.top_p,
+            generator,
+            input_ids,
         )
         return stop, anchors + first, tokens
 
     # ------------------------------------------------------------------ preparation helpers
-
-    def _prepare_ilm_generation_config(
-        self, generation_config: ILMGenerationConfig | None, **kwargs
-    ) -> ILMGenerationConfig:
-        base = (
-            generation_config if generation_config is not None else getattr(self, "generation_config", None)
-        )
-        if base is None:
-            base = ILMGenerationConfig()
-        if not isinstance(base, ILMGenerationConfig):
-            raise ValueError(
-                f"generation_config must be an ILMGenerationConfig, got {type(base).__name__}. "
-                "Build one with ILMGenerationConfig(**fields)."
-            )
-        config = copy.deepcopy(base)
-        unused = config.update(**kwargs)
-        if unused:
-            raise ValueError(
-                f"generate() got arguments it does not know: {sorted(unused)}. Valid overrides are the fields of "
-                f"ILMGenerationConfig: {sorted(ILMGenerationConfig._defaults)}."
-            )
-        config.validate()
-        return config
 
     def _special_ids(self, config: ILMGenerationConfig) -> dict[str, int | None]:
         ids = {}
@@ -489,8 +442,8 @@ class ILMGenerationMixin:
     def _suppressed_tokens(
         self, config: ILMGenerationConfig, special: dict, device: torch.device
     ) -> torch.Tensor:
-        if config.suppress_token_ids is not None:
-            suppress = list(config.suppress_token_ids)
+        if config.suppress_tokens is not None:
+            suppress = list(config.suppress_tokens)
         else:
             suppress = [
                 special[name] for name in ("mask", "eos", "pad", "cls", "bos") if special[name] is not None
@@ -498,10 +451,10 @@ class ILMGenerationMixin:
         vocab_size = self.config.vocab_size
         if any(t >= vocab_size for t in suppress):
             raise ValueError(
-                f"suppress_token_ids {suppress} contains ids outside the vocabulary [0, {vocab_size})."
+                f"suppress_tokens {suppress} contains ids outside the vocabulary [0, {vocab_size})."
             )
         if len(set(suppress)) >= vocab_size:
-            raise ValueError("suppress_token_ids suppresses every token of the vocabulary.")
+            raise ValueError("suppress_tokens suppresses every token of the vocabulary.")
         return torch.tensor(sorted(set(suppress)), dtype=torch.long, device=device)
 
     def _prepare_insertion_state(
@@ -536,14 +489,7 @@ class ILMGenerationMixin:
             if insertion_mask is not None and torch.as_tensor(insertion_mask).shape != input_ids.shape:
                 raise ValueError("insertion_mask must have the shape of input_ids.")
             real = attention_mask.bool()
-            if bool(real.any()):
-                low, high = int(input_ids[real].min()), int(input_ids[real].max())
-                if low < 0 or high >= self.config.vocab_size:
-                    bad = low if low < 0 else high
-                    raise ValueError(
-                        f"input_ids contains token id {bad}, outside the model's vocabulary [0, "
-                        f"{self.config.vocab_size}). Was the text tokenized with this checkpoint's tokenizer?"
-                    )
+            check_vocabulary(input_ids, real, self.config.vocab_size)
             ids_cpu, real_cpu = input_ids.cpu(), real.cpu()
             prompts = [ids_cpu[i][real_cpu[i]].tolist() for i in range(len(ids_cpu))]
             given = (
@@ -583,9 +529,11 @@ class ILMGenerationMixin:
         if input_ids is not None and config.num_return_sequences > 1:
             rows = [r for r in rows for _ in range(config.num_return_sequences)]
             allowed_rows = [a for a in allowed_rows for _ in range(config.num_return_sequences)]
-        ids, mask = left_pad(rows, special["pad"], device)
-        allowed_ids, _ = left_pad([[int(a) for a in allowed] for allowed in allowed_rows], 0, device)
-        return ILMInsertionState(input_ids=ids, attention_mask=mask, allowed=allowed_ids.bool())
+        ids, mask = pad_left(rows, special["pad"], device)
+        allowed_ids, _ = pad_left([[int(a) for a in allowed] for allowed in allowed_rows], 0, device)
+        return ILMInsertionState(
+            input_ids=ids, attention_mask=mask, allowed=allowed_ids.bool(), generated=torch.zeros_like(mask)
+        )
 
     @staticmethod
     def _mark_gaps(
@@ -619,54 +567,6 @@ class ILMGenerationMixin:
             allowed = [i >= first_bos for i in range(len(kept))]
         allowed[0] = False  # [CLS]
         return kept, allowed
-
-    # ------------------------------------------------------------------ loading
-
-    def adjust_generation_fn(
-        self,
-        generation_config,
-        from_auto_class,
-        from_pipeline,
-        pretrained_model_name_or_path,
-        cache_dir,
-        force_download,
-        proxies,
-        local_files_only,
-        token,
-        revision,
-        subfolder,
-        trust_remote_code,
-        **kwargs,
-    ):
-        """Called by `from_pretrained`: loads `generation_config.json` into `ILMGenerationConfig` (the default
-        hook would load the parent class and lose our defaults and validation)."""
-        if not self.can_generate():
-            return
-        if generation_config is not None:
-            if isinstance(generation_config, ILMGenerationConfig):
-                self.generation_config = copy.deepcopy(generation_config)
-            else:
-                self.generation_config = self.generation_config_class.from_dict(
-                    generation_config.to_diff_dict()
-                )
-            return
-        if pretrained_model_name_or_path is None:
-            return
-        try:
-            self.generation_config = self.generation_config_class.from_pretrained(
-                pretrained_model_name_or_path,
-                cache_dir=cache_dir,
-                force_download=force_download,
-                proxies=proxies,
-                local_files_only=local_files_only,
-                token=token,
-                revision=revision,
-                subfolder=subfolder,
-                _from_auto=from_auto_class,
-                _from_pipeline=from_pipeline,
-            )
-        except OSError:
-            logger.info("No generation_config.json found; using ILMGenerationConfig() defaults.")
 
 
 __all__ = [

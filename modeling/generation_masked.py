@@ -1,9 +1,11 @@
 """Generation shared by the masked families (MLM, MDLM): iterative denoising of `[MASK]` tokens.
 
-Reading order: the generation config -> the output -> token sampling and position scoring -> the mixin, whose
-`generate` lays out the canvas, then runs blocks of denoising steps (one `_denoising_step` each) and returns the
-canvas. Each family subclasses the config (its defaults and allowed samplers) and the mixin (how the model is called
-at a noise level); see `generation_mlm.py` and `generation_mdlm.py`.
+Reading order: the generation config -> the output -> position scoring -> the mixin, whose `generate` lays out the
+canvas, then runs blocks of denoising steps (one `sampler.step` each) and returns the canvas -> the samplers, small
+classes with a `step` method (`SAMPLER_CLASSES`). Each family subclasses the config (its defaults and allowed
+samplers) and the mixin (how the model is called at a noise level); see `generation_mlm.py` and
+`generation_mdlm.py`. What the decoders of all families share (config base, loading, token choice, left padding,
+`new_token_mask`) is in `generation_utils.py`.
 
 Canvas layout. Plain tokenized prompts (left-padded, as `tokenizer(prompts, padding=True, return_tensors="pt")`
 returns them) become `prompt [BOS] [MASK] * max_new_tokens` (where `[BOS]` goes follows `config.bos_position`), still
@@ -17,7 +19,7 @@ draws from them after `TemperatureLogitsWarper` / `TopKLogitsWarper` / `TopPLogi
 `(positions, vocab)` batch. Random draws (tokens, the `random` order, Gumbel confidences, ancestral unmasking) use
 torch's global RNG, so `transformers.set_seed` makes them reproducible; `seed=` or `generator=` gives a private one.
 
-Two samplers:
+Two samplers (`UnmaskSampler`, `AncestralSampler`):
 - `"unmask"` (MaskGIT-style, MLM and MDLM): each step commits a number of masked positions, chosen in a given order
   (`random`, `top_prob`, `prob_diff`, `entropy`), optionally by the cumulative-uncertainty `threshold` rule; at least
   `ceil(masked / steps_left)` positions per step, so the last step of a block fills the block.
@@ -36,15 +38,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import GenerationConfig
-from transformers.generation import (
-    LogitsProcessorList,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
+from transformers.generation import LogitsProcessorList
 from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
+
+from .generation_utils import (
+    NonAutoregressiveGenerationMixin,
+    XLMGenerationConfig,
+    build_logits_warpers,
+    check_vocabulary,
+    choose_tokens,
+    pad_left,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -82,10 +87,9 @@ _FIELDS = (
     "eos_token_id",
     "mask_token_id",
 )
-_METADATA = ("_commit_hash", "_from_model_config", "transformers_version")
 
 
-class MaskedGenerationConfig(GenerationConfig):
+class MaskedGenerationConfig(XLMGenerationConfig):
     # no-format
     """
     Parameters of [`MaskedDenoisingGenerationMixin.generate`]. Unset fields (`None`) take the family's defaults
@@ -144,20 +148,10 @@ class MaskedGenerationConfig(GenerationConfig):
     """
 
     _allowed_samplers: tuple[str, ...] = SAMPLERS
-
-    def __init__(self, **kwargs):
-        # Like DiffusionGemma's config, we deliberately do not call GenerationConfig.__init__: most of its
-        # autoregressive fields (beams, penalties, ...) mean nothing here.
-        for name in _FIELDS:
-            setattr(self, name, kwargs.pop(name, None))
-        for name in _METADATA:
-            setattr(self, name, kwargs.pop(name, None))
-        if kwargs:
-            raise ValueError(
-                f"Unknown generation arguments for {type(self).__name__}: {sorted(kwargs)}. "
-                f"Known: {', '.join(_FIELDS)}."
-            )
-        self.validate()
+    # every field unset: the family's defaults apply at generation time (`with_defaults`)
+    _defaults: dict[str, Any] = {name: None for name in _FIELDS}
+    # infilling fills the text's masks and adds nothing after it
+    infill_defaults: dict[str, Any] = {"max_new_tokens": 0}
 
     @staticmethod
     def _get_default_generation_params() -> dict[str, Any]:
@@ -281,15 +275,6 @@ class MaskedGenerationConfig(GenerationConfig):
                 f"suppress_tokens must be a list of token ids, got {self.suppress_tokens!r}.",
             )
 
-    def to_diff_dict(self) -> dict[str, Any]:
-        # Diff against this class's own empty config, not against the autoregressive GenerationConfig.
-        defaults = type(self)().to_dict()
-        return {
-            key: value
-            for key, value in self.to_dict().items()
-            if key == "transformers_version" or key not in defaults or value != defaults[key]
-        }
-
     def with_defaults(self, model_config) -> "MaskedGenerationConfig":
         """A copy where every unset field holds the family default or the model config's value."""
         resolved = copy.deepcopy(self)
@@ -304,15 +289,6 @@ class MaskedGenerationConfig(GenerationConfig):
         resolved.validate()
         return resolved
 
-    # GenerationMixin-only helpers that make no sense here.
-    def get_generation_mode(self, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__} has no autoregressive generation mode.")
-
-    @classmethod
-    def from_model_config(cls, *args, **kwargs):
-        # Raising makes PreTrainedModel.__init__ fall back to `generation_config_class()`.
-        raise NotImplementedError(f"{cls.__name__} is not built from a model config.")
-
 
 @dataclass
 class MaskedGenerationOutput(ModelOutput):
@@ -323,8 +299,10 @@ class MaskedGenerationOutput(ModelOutput):
         sequences (`torch.LongTensor` of shape `(batch, length)`): The final canvases, prompt included, left-padded.
         history (`tuple[torch.LongTensor]`, *optional*): The canvas after every denoising step (with
             `output_history=True`), one entry per step.
-        output_start_idx (`int`): Column where the new tokens start (`sequences[:, output_start_idx:]` are the
-            `max_new_tokens` generated tokens).
+        output_start_idx (`int`): Column where the appended tokens start (`sequences[:, output_start_idx:]` are the
+            `max_new_tokens` tokens after the prompt).
+        new_token_mask (`torch.BoolTensor` of shape `(batch, length)`): The tokens the model generated: every
+            position that was `[MASK]` on the canvas (appended, or written in the prompt).
         steps_taken (`torch.LongTensor` of shape `(batch,)`): Steps during which each row still had masks.
         model_calls (`torch.LongTensor` of shape `(batch,)`): Model evaluations each row needed (fewer than steps
             when logits were reused or the row was finished).
@@ -334,6 +312,7 @@ class MaskedGenerationOutput(ModelOutput):
     sequences: torch.LongTensor | None = None
     history: tuple[torch.LongTensor, ...] | None = None
     output_start_idx: int | None = None
+    new_token_mask: torch.BoolTensor | None = None
     steps_taken: torch.LongTensor | None = None
     model_calls: torch.LongTensor | None = None
     num_forward_passes: int | None = None
@@ -342,21 +321,6 @@ class MaskedGenerationOutput(ModelOutput):
 def gumbel_noise(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     uniform = torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
     return -torch.log(-torch.log(uniform.clamp(min=1e-20, max=1 - 1e-12)))
-
-
-def choose_tokens(
-    scores: torch.Tensor,
-    input_ids: torch.LongTensor,
-    do_sample: bool,
-    warpers: LogitsProcessorList,
-    generator: torch.Generator | None,
-) -> torch.LongTensor:
-    """One token per row of `scores` `(N, vocab)`: the argmax, or with `do_sample` a draw from the softmax of the
-    warped scores (temperature, top-k, top-p), as transformers' greedy and sampling decoders do."""
-    if not do_sample:
-        return scores.argmax(-1)
-    probs = warpers(input_ids, scores).softmax(-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
 
 
 def confidence_and_uncertainty(probs: torch.Tensor, order: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -382,7 +346,7 @@ def rank_within_rows(scores: torch.Tensor) -> torch.Tensor:
     return ranks
 
 
-class MaskedDenoisingGenerationMixin:
+class MaskedDenoisingGenerationMixin(NonAutoregressiveGenerationMixin):
     """`generate` for models that predict clean tokens at `[MASK]` positions.
 
     A family mixin subclasses this and implements `_denoising_logits(input_ids, attention_mask, t)` (the model's
@@ -451,7 +415,7 @@ class MaskedDenoisingGenerationMixin:
         config = self._prepare_generation_config(generation_config, kwargs)
         device = self.device
         canvas, canvas_mask, start = self._prepare_canvas(input_ids, attention_mask, config, device)
-        generator = self._prepare_generator(config, generator, device)
+        generator = self._prepare_generator(config.seed, generator, device)
         processors, warpers = self._prepare_logits_processor(config, logits_processor)
         block_ids, num_blocks = self._prepare_blocks(canvas, canvas_mask, start, config)
         steps_per_block = self._split_steps(canvas, canvas_mask, start, config, num_blocks)
@@ -467,6 +431,7 @@ class MaskedDenoisingGenerationMixin:
             logits_processor=processors,
             logits_warper=warpers,
         )
+        sampler = SAMPLER_CLASSES[config.sampler](self, config, generator, state)
         history: list[torch.Tensor] = []
         for block in range(num_blocks):
             in_block = block_ids.le(block) & canvas_mask.bool()
@@ -475,9 +440,8 @@ class MaskedDenoisingGenerationMixin:
                 candidates = canvas.eq(config.mask_token_id) & in_block
                 if not bool(candidates.any()):
                     break
-                canvas = self._denoising_step(
-                    canvas, canvas_mask, candidates, step, num_steps, config, generator, state
-                )
+                state.steps_taken += candidates.any(-1).long()
+                canvas = sampler.step(canvas, canvas_mask, candidates, step, num_steps)
                 if config.output_history:
                     history.append(canvas.clone())
 
@@ -487,88 +451,17 @@ class MaskedDenoisingGenerationMixin:
             sequences=canvas,
             history=tuple(history) if config.output_history else None,
             output_start_idx=start,
+            new_token_mask=maskable,
             steps_taken=state.steps_taken,
             model_calls=state.model_calls,
             num_forward_passes=state.num_forward_passes,
         )
 
-    # ---- loading ----------------------------------------------------------------------------------------------
-    def adjust_generation_fn(
-        self,
-        generation_config,
-        from_auto_class,
-        from_pipeline,
-        pretrained_model_name_or_path,
-        cache_dir=None,
-        force_download=False,
-        proxies=None,
-        local_files_only=False,
-        token=None,
-        revision=None,
-        subfolder="",
-        trust_remote_code=None,
-        **kwargs,
-    ) -> None:
-        """Called by `from_pretrained`: loads `generation_config.json` into the family's config subclass (the base
-        `GenerationMixin` would load a plain `GenerationConfig` and lose our validation and defaults)."""
-        del trust_remote_code
-        if generation_config is not None:
-            known = {k: v for k, v in generation_config.to_dict().items() if k in _FIELDS or k in _METADATA}
-            self.generation_config = self.generation_config_class(**known)
-            return
-        if pretrained_model_name_or_path is None:
-            return
-        try:
-            self.generation_config = self.generation_config_class.from_pretrained(
-                pretrained_model_name_or_path,
-                _from_auto=from_auto_class,
-                _from_pipeline=from_pipeline,
-                cache_dir=cache_dir,
-                force_download=force_download,
-                proxies=proxies,
-                local_files_only=local_files_only,
-                token=token,
-                revision=revision,
-                subfolder=subfolder,
-            )
-            if self.generation_config.seed is not None:
-                # checkpoints exported before this was fixed saved `seed: 0`
-                logger.warning_once(
-                    f"generation_config.json sets seed={self.generation_config.seed}: every generate() call draws "
-                    "from a private generator seeded with it, so transformers.set_seed() does not change samples. "
-                    "Set model.generation_config.seed = None to draw from torch's global RNG."
-                )
-        except OSError:
-            logger.info("No generation_config.json found; using the family's default generation config.")
-        except ValueError as error:
-            # a file with fields this version does not know (or invalid values): keep what is valid, say so
-            logger.warning(
-                f"generation_config.json could not be read as {self.generation_config_class.__name__} "
-                f"({error}); using the family's defaults for it."
-            )
-
     # ---- preparation ------------------------------------------------------------------------------------------
     def _prepare_generation_config(
         self, generation_config: MaskedGenerationConfig | None, overrides: dict[str, Any]
     ) -> MaskedGenerationConfig:
-        overrides = dict(overrides)
-        overrides.pop("token_type_ids", None)  # some tokenizers return it; the canvas has one segment
-        base = (
-            generation_config if generation_config is not None else getattr(self, "generation_config", None)
-        )
-        if base is None or not isinstance(base, MaskedGenerationConfig):
-            # e.g. a plain GenerationConfig: keep only the fields we know
-            known = {} if base is None else {k: v for k, v in base.to_dict().items() if k in _FIELDS}
-            base = self.generation_config_class(**known)
-        config = copy.deepcopy(base)
-        unknown = [key for key in overrides if key not in _FIELDS]
-        if unknown:
-            raise ValueError(
-                f"generate() got unknown arguments {sorted(unknown)}. Known generation arguments: {', '.join(_FIELDS)}."
-            )
-        for key, value in overrides.items():
-            setattr(config, key, value)
-        config.validate()
+        config = super()._prepare_generation_config(generation_config, overrides)
         config = config.with_defaults(self.config)
         if config.mask_token_id is None:
             raise ValueError(
@@ -611,6 +504,7 @@ class MaskedDenoisingGenerationMixin:
                 raise ValueError(
                     f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids {tuple(input_ids.shape)}."
                 )
+            check_vocabulary(input_ids, attention_mask, self.config.vocab_size)
             ids_cpu, mask_cpu = input_ids.detach().cpu().long(), attention_mask.detach().cpu().bool()
             rows = [ids_cpu[i][mask_cpu[i]] for i in range(len(ids_cpu))]
             rows = [row for row in rows for _ in range(config.num_return_sequences)]
@@ -657,24 +551,11 @@ class MaskedDenoisingGenerationMixin:
                 "prompt or ask for fewer new tokens."
             )
         pad = config.pad_token_id if config.pad_token_id is not None else 0
-        canvas = torch.full((len(laid_out), width), pad, dtype=torch.long)
-        canvas_mask = torch.zeros((len(laid_out), width), dtype=torch.long)
-        for i, row in enumerate(laid_out):
-            if len(row):
-                canvas[i, width - len(row) :] = row
-                canvas_mask[i, width - len(row) :] = 1
+        canvas, canvas_mask = pad_left(laid_out, pad)
+        canvas_mask = canvas_mask.long()
         if not bool(canvas_mask.any(-1).all()):
             raise ValueError("A row of the canvas is empty: give a non-empty prompt or max_new_tokens > 0.")
         return canvas.to(device), canvas_mask.to(device), width - new_tokens
-
-    def _prepare_generator(
-        self, config: MaskedGenerationConfig, generator: torch.Generator | None, device: torch.device
-    ) -> torch.Generator | None:
-        if generator is not None:
-            return generator
-        if config.seed is not None:
-            return torch.Generator(device=device).manual_seed(config.seed)
-        return None
 
     def _prepare_logits_processor(
         self, config: MaskedGenerationConfig, logits_processor: LogitsProcessorList | list | None
@@ -683,14 +564,7 @@ class MaskedDenoisingGenerationMixin:
         of transformers' `GenerationMixin._get_logits_processor`."""
         # a copy: the caller's list is left as it was
         processors = LogitsProcessorList(logits_processor or [])
-        warpers = LogitsProcessorList()
-        if config.do_sample:
-            if config.temperature != 1.0:
-                warpers.append(TemperatureLogitsWarper(float(config.temperature)))
-            if config.top_k is not None:
-                warpers.append(TopKLogitsWarper(top_k=config.top_k))
-            if config.top_p is not None and config.top_p < 1.0:
-                warpers.append(TopPLogitsWarper(top_p=float(config.top_p)))
+        warpers = build_logits_warpers(config.do_sample, config.temperature, config.top_k, config.top_p)
         return processors, warpers
 
     def _prepare_blocks(
@@ -743,23 +617,64 @@ class MaskedDenoisingGenerationMixin:
         base, extra = divmod(config.num_steps, num_blocks)
         return [base + (1 if block < extra else 0) for block in range(num_blocks)]
 
-    # ---- one step ---------------------------------------------------------------------------------------------
-    def _logits_for(
+
+@dataclass
+class _DenoisingState:
+    maskable_count: torch.Tensor
+    steps_taken: torch.Tensor
+    model_calls: torch.Tensor
+    cached_logits: torch.Tensor | None
+    stale: torch.Tensor
+    logits_processor: LogitsProcessorList  # the caller's, applied to every token choice
+    logits_warper: LogitsProcessorList  # temperature / top-k / top-p, applied when sampling
+    num_forward_passes: int = 0
+
+
+class MaskedSampler:
+    """One denoising step of a sampler, as DiffusionGemma structures its generation: built once per `generate`
+    call with the model, the resolved config, the random source and the run's state; `step` turns a canvas into
+    the next one. A new sampler subclasses this, implements `step` and is listed in `SAMPLER_CLASSES` (and in the
+    family config's `_allowed_samplers`)."""
+
+    def __init__(
+        self,
+        model: "MaskedDenoisingGenerationMixin",
+        config: MaskedGenerationConfig,
+        generator: torch.Generator | None,
+        state: "_DenoisingState",
+    ):
+        self.model = model
+        self.config = config
+        self.generator = generator
+        self.state = state
+
+    def step(
+        self,
+        canvas: torch.Tensor,
+        canvas_mask: torch.Tensor,
+        candidates: torch.Tensor,
+        step: int,
+        num_steps: int,
+    ) -> torch.Tensor:
+        """Step `step` of `num_steps` on the masked positions in `candidates` `(batch, length)`; returns the new
+        canvas (committed positions hold a token, the others are unchanged)."""
+        raise NotImplementedError
+
+    def logits(
         self,
         canvas: torch.Tensor,
         canvas_mask: torch.Tensor,
         t: torch.Tensor,
         needed: torch.Tensor,
-        config: MaskedGenerationConfig,
-        state: "_DenoisingState",
         reuse: bool,
     ) -> torch.Tensor:
         """Logits `(batch, length, vocab)` (float32, suppressed tokens at -inf) for the rows in `needed`; rows whose
         cached logits are still valid (`reuse` and not stale) are not evaluated again."""
+        state, config = self.state, self.config
         evaluate = needed & (state.stale | (not reuse) | (state.cached_logits is None))
         if bool(evaluate.any()):
             rows = evaluate.nonzero().squeeze(-1)
-            logits = self._denoising_logits(canvas[rows], canvas_mask[rows], t[rows]).float()
+            logits = self.model._denoising_logits(canvas[rows], canvas_mask[rows], t[rows]).float()
             suppress = [config.mask_token_id] + list(config.suppress_tokens or [])
             logits[..., suppress] = float("-inf")
             if state.cached_logits is None:
@@ -770,52 +685,37 @@ class MaskedDenoisingGenerationMixin:
             state.stale[rows] = False
         return state.cached_logits
 
-    def _candidate_scores(
-        self, canvas: torch.Tensor, candidates: torch.Tensor, logits: torch.Tensor, state: "_DenoisingState"
+    def candidate_scores(
+        self, canvas: torch.Tensor, candidates: torch.Tensor, logits: torch.Tensor
     ) -> tuple[torch.LongTensor, torch.Tensor]:
         """The logits `(N, vocab)` of the N positions in `candidates` after the caller's logits processors, and
         the `input_ids` the processors see: the canvas row of each position (empty when there is no caller
         processor: the warpers do not read it, and N copies of the canvas would cost N x length)."""
         scores = logits[candidates]  # a copy: processors may write into it without touching cached logits
-        if not state.logits_processor:
+        if not self.state.logits_processor:
             return canvas.new_empty((scores.shape[0], 0)), scores
         input_ids = canvas[candidates.nonzero()[:, 0]]
-        return input_ids, state.logits_processor(input_ids, scores)
+        return input_ids, self.state.logits_processor(input_ids, scores)
 
-    def _denoising_step(
-        self,
-        canvas: torch.Tensor,
-        canvas_mask: torch.Tensor,
-        candidates: torch.Tensor,
-        step: int,
-        num_steps: int,
-        config: MaskedGenerationConfig,
-        generator: torch.Generator | None,
-        state: "_DenoisingState",
-    ) -> torch.Tensor:
-        """One step on the masked positions in `candidates` `(batch, length)`; returns the new canvas."""
-        needed = candidates.any(-1)
-        state.steps_taken += needed.long()
-        if config.sampler == "ancestral":
-            return self._ancestral_step(
-                canvas, canvas_mask, candidates, needed, step, num_steps, config, generator, state
-            )
-        return self._unmask_step(
-            canvas, canvas_mask, candidates, needed, step, num_steps, config, generator, state
+    def choose_tokens(self, scores: torch.Tensor, input_ids: torch.LongTensor) -> torch.LongTensor:
+        return choose_tokens(
+            scores, input_ids, self.config.do_sample, self.state.logits_warper, self.generator
         )
 
-    def _unmask_step(
-        self, canvas, canvas_mask, candidates, needed, step, num_steps, config, generator, state
-    ):
+
+class UnmaskSampler(MaskedSampler):
+    """MaskGIT-style: each step commits the most confident masked positions (in `unmasking_order`), at least
+    `ceil(masked / steps_left)` of them, more under the `threshold` rule."""
+
+    def step(self, canvas, canvas_mask, candidates, step, num_steps):
+        config, state, generator = self.config, self.state, self.generator
         masked = canvas.eq(config.mask_token_id) & canvas_mask.bool()
         fraction = masked.sum(-1).float() / state.maskable_count.clamp(min=1).float()
-        t = self._time_from_masked_fraction(fraction)
+        t = self.model._time_from_masked_fraction(fraction)
         # t is a function of the canvas, so a row's logits stay valid until its canvas changes
-        logits = self._logits_for(canvas, canvas_mask, t, needed, config, state, reuse=True)
-        candidate_ids, candidate_logits = self._candidate_scores(canvas, candidates, logits, state)
-        tokens = choose_tokens(
-            candidate_logits, candidate_ids, config.do_sample, state.logits_warper, generator
-        )
+        logits = self.logits(canvas, canvas_mask, t, candidates.any(-1), reuse=True)
+        candidate_ids, candidate_logits = self.candidate_scores(canvas, candidates, logits)
+        tokens = self.choose_tokens(candidate_logits, candidate_ids)
 
         # score every candidate position; higher = committed earlier
         if config.unmasking_order == "random":
@@ -855,29 +755,33 @@ class MaskedDenoisingGenerationMixin:
         state.stale |= commit.any(-1)
         return new_canvas
 
-    def _ancestral_step(
-        self, canvas, canvas_mask, candidates, needed, step, num_steps, config, generator, state
-    ):
+
+class AncestralSampler(MaskedSampler):
+    """The reverse process of the absorbing diffusion from t = 1 towards 0 (see the module docstring); the last
+    step fills what is left with the argmax."""
+
+    def step(self, canvas, canvas_mask, candidates, step, num_steps):
+        config, state, model = self.config, self.state, self.model
         dt = (1 - 1e-5) / num_steps
         t_value = 1.0 - step * dt
         t = torch.full((canvas.shape[0],), t_value, dtype=torch.float32, device=canvas.device)
-        reuse = bool(config.use_cache_trick) and not self._time_conditioned
-        logits = self._logits_for(canvas, canvas_mask, t, needed, config, state, reuse=reuse)
-        candidate_ids, candidate_logits = self._candidate_scores(canvas, candidates, logits, state)
+        reuse = bool(config.use_cache_trick) and not model._time_conditioned
+        logits = self.logits(canvas, canvas_mask, t, candidates.any(-1), reuse=reuse)
+        candidate_ids, candidate_logits = self.candidate_scores(canvas, candidates, logits)
         new_canvas = canvas.clone()
         if step == num_steps - 1:
             # last step: fill every remaining mask with the most likely token
             new_canvas[candidates] = candidate_logits.argmax(-1)
         else:
             s = torch.tensor(t_value - dt, dtype=torch.float64)
-            p_t = self._mask_probability(torch.tensor(t_value, dtype=torch.float64))
-            p_s = self._mask_probability(s)
+            p_t = model._mask_probability(torch.tensor(t_value, dtype=torch.float64))
+            p_s = model._mask_probability(s)
             # q(token v) = p(v) (P_t - P_s), q([MASK]) = P_s, normalised by P_t: a categorical over vocab + [MASK],
             # drawn as "unmask with probability (P_t - P_s) / P_t, then a token from p".
-            tokens = choose_tokens(
-                candidate_logits, candidate_ids, config.do_sample, state.logits_warper, generator
+            tokens = self.choose_tokens(candidate_logits, candidate_ids)
+            unmask = torch.rand(
+                tokens.shape, generator=self.generator, device=canvas.device, dtype=torch.float64
             )
-            unmask = torch.rand(tokens.shape, generator=generator, device=canvas.device, dtype=torch.float64)
             unmask = unmask < float((p_t - p_s) / p_t)
             values = torch.where(unmask, tokens, torch.full_like(tokens, config.mask_token_id))
             new_canvas[candidates] = values
@@ -885,21 +789,16 @@ class MaskedDenoisingGenerationMixin:
         return new_canvas
 
 
-@dataclass
-class _DenoisingState:
-    maskable_count: torch.Tensor
-    steps_taken: torch.Tensor
-    model_calls: torch.Tensor
-    cached_logits: torch.Tensor | None
-    stale: torch.Tensor
-    logits_processor: LogitsProcessorList  # the caller's, applied to every token choice
-    logits_warper: LogitsProcessorList  # temperature / top-k / top-p, applied when sampling
-    num_forward_passes: int = 0
+SAMPLER_CLASSES: dict[str, type[MaskedSampler]] = {"unmask": UnmaskSampler, "ancestral": AncestralSampler}
 
 
 __all__ = [
     "MaskedGenerationConfig",
     "MaskedGenerationOutput",
     "MaskedDenoisingGenerationMixin",
+    "MaskedSampler",
+    "UnmaskSampler",
+    "AncestralSampler",
+    "SAMPLER_CLASSES",
     "choose_tokens",
 ]

@@ -15,7 +15,7 @@ infiller("The [MASK] sat on the mat")
 - `text-generation` (`XLMTextGenerationPipeline`): prompt -> continuation. transformers' own text-generation
   pipeline assumes that the output starts with the prompt, column for column, which holds for autoregressive models
   but not for an insertion model (`[CLS] prompt [BOS] ...`). This pipeline asks the model's output which tokens are
-  new (`output_start_idx` of masked generation, the insertion history of ILM generation). Every keyword that is not
+  new (its `new_token_mask`, which every family's `generate` returns). Every keyword that is not
   a pipeline option goes to `model.generate` (`num_steps=`, `sampler=`, `stopping_threshold=`, ...).
 - `text-generation` of the autoregressive family (`XLMCausalTextGenerationPipeline`): transformers' own pipeline,
   with two differences that come from the prompt layout. `handle_long_generation="hole"` keeps room for the
@@ -36,48 +36,13 @@ import torch
 from transformers import Pipeline
 from transformers.pipelines.text_generation import ReturnType, TextGenerationPipeline
 
+from .generation_utils import new_token_mask
+
 PIPELINE_OPTIONS = ("return_full_text", "skip_special_tokens", "clean_up_tokenization_spaces")
 
 
 def _sequences(output: Any) -> torch.Tensor:
     return output.sequences if hasattr(output, "sequences") else output
-
-
-def _insertion_labels(output: Any, row: int, pad_token_id: int) -> list[bool] | None:
-    """For an insertion model's output with history: per real token of the final row, whether it was inserted."""
-    initial = getattr(output, "initial_sequences", None)
-    positions = getattr(output, "history_positions", None)
-    if initial is None or positions is None:
-        return None
-    initial_row = initial[row]
-    real = initial_row.ne(pad_token_id).nonzero()
-    labels = [False] * (len(initial_row) - int(real[0]) if len(real) else 0)
-    for position in positions[row].tolist():
-        if position >= 0:
-            labels.insert(position, True)
-    return labels
-
-
-def new_token_mask(
-    output: Any, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, pad_token_id: int
-) -> torch.Tensor:
-    """`(rows, width)` booleans: which tokens of `output.sequences` the model generated (rows are left-padded)."""
-    sequences = _sequences(output)
-    new = torch.zeros_like(sequences, dtype=torch.bool)
-    start = getattr(output, "output_start_idx", None)
-    if start is not None:  # masked generation: the new tokens are the last columns
-        new[:, start:] = True
-        return new
-    if getattr(output, "history_positions", None) is not None:  # insertion generation: replay the history
-        for row in range(len(sequences)):
-            labels = _insertion_labels(output, row, pad_token_id)
-            if labels:
-                new[row, sequences.shape[1] - len(labels) :] = torch.tensor(labels, dtype=torch.bool)
-        return new
-    # autoregressive: everything after the prompt's columns (special tokens are dropped when decoding)
-    width = 0 if input_ids is None else input_ids.shape[1]
-    new[:, width:] = True
-    return new
 
 
 class _XLMPipelineBase(Pipeline):
@@ -92,15 +57,9 @@ class _XLMPipelineBase(Pipeline):
             pad = getattr(self.model.config, "pad_token_id", None)
         return 0 if pad is None else pad
 
-    def _is_insertion_model(self) -> bool:
-        return hasattr(getattr(self.model, "generation_config", None), "return_history")
-
     def _generate(self, input_ids, attention_mask, generate_kwargs: dict[str, Any]):
-        kwargs = dict(generate_kwargs)
-        if self._is_insertion_model():
-            kwargs["return_history"] = True  # to tell inserted tokens from the prompt's
-        if hasattr(getattr(self.model, "generation_config", None), "return_dict_in_generate"):
-            kwargs["return_dict_in_generate"] = True
+        # the output dict carries `new_token_mask`: which tokens are new, for every family
+        kwargs = {**generate_kwargs, "return_dict_in_generate": True}
         return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
     def _encode(self, text: str) -> dict[str, torch.Tensor]:
@@ -158,7 +117,7 @@ class XLMTextGenerationPipeline(_XLMPipelineBase):
             input_ids = attention_mask = None
         output = self._generate(input_ids, attention_mask, generate_kwargs)
         sequences = _sequences(output)
-        new = new_token_mask(output, input_ids, attention_mask, self._pad_token_id())
+        new = new_token_mask(output, input_ids)
         per_prompt = sequences.shape[0] // batch_size
         return {
             "sequences": sequences.reshape(batch_size, per_prompt, -1),
@@ -272,10 +231,12 @@ class XLMInfillPipeline(_XLMPipelineBase):
 
     def _forward(self, model_inputs: dict[str, Any], **generate_kwargs) -> dict[str, Any]:
         input_ids, attention_mask = model_inputs["input_ids"], model_inputs["attention_mask"]
-        if not self._is_insertion_model():
-            generate_kwargs.setdefault("max_new_tokens", 0)  # fill the masks only
+        # the family's infilling options (masked models: fill the masks, add nothing after the text)
+        for key, value in getattr(self.model.generation_config, "infill_defaults", {}).items():
+            generate_kwargs.setdefault(key, value)
         output = self._generate(input_ids, attention_mask, generate_kwargs)
         sequences = _sequences(output)
+        new = new_token_mask(output, input_ids)
         batch_size = input_ids.shape[0]
         per_prompt = sequences.shape[0] // batch_size
         pad, mask_id = self._pad_token_id(), self.tokenizer.mask_token_id
@@ -284,42 +245,38 @@ class XLMInfillPipeline(_XLMPipelineBase):
         num_gaps = torch.zeros(batch_size, dtype=torch.long)
         for row in range(sequences.shape[0]):
             prompt = input_ids[row // per_prompt][attention_mask[row // per_prompt].bool()].tolist()
-            num_gaps[row // per_prompt] = self._mark_gaps(
-                output, sequences, gap_ids, row, prompt, pad, mask_id
-            )
+            num_gaps[row // per_prompt] = self._mark_gaps(sequences, new, gap_ids, row, prompt, pad, mask_id)
         return {
             "sequences": sequences.reshape(batch_size, per_prompt, -1),
             "gap_ids": gap_ids.reshape(batch_size, per_prompt, -1),
             "num_gaps": num_gaps,
         }
 
-    def _mark_gaps(
-        self, output, sequences, gap_ids, row: int, prompt: list[int], pad: int, mask_id: int
-    ) -> int:
+    def _mark_gaps(self, sequences, new, gap_ids, row: int, prompt: list[int], pad: int, mask_id: int) -> int:
         """Writes into `gap_ids[row]` the gap (a run of `[MASK]`s of the prompt) each filled token belongs to;
         returns the number of gaps."""
-        gap_of_prompt_token, kept_before, gap, kept = [], [], -1, 0
+        kept_before, kept = [], 0  # per gap: how many of the prompt's kept tokens come before it
         for index, token in enumerate(prompt):
-            if token == mask_id:
-                if index == 0 or prompt[index - 1] != mask_id:
-                    gap += 1
-                    kept_before.append(kept)
-                gap_of_prompt_token.append(gap)
-            else:
-                gap_of_prompt_token.append(-1)
+            if token != mask_id:
                 kept += 1
-        width = sequences.shape[1]
-        labels = _insertion_labels(output, row, pad)
-        if labels is None:  # masked model: one token per [MASK], the prompt's columns kept (right-aligned)
-            gap_ids[row, width - len(prompt) :] = torch.tensor(gap_of_prompt_token, dtype=gap_ids.dtype)
-            return len(kept_before)
-        # insertion model: the kept prompt tokens, after the special tokens the model laid out before the text,
-        # with the inserted tokens between them; tokens inserted after the token before a gap belong to that gap
-        prefix = labels.count(False) - kept
+            elif index == 0 or prompt[index - 1] != mask_id:
+                kept_before.append(kept)
+        # The output row: the layout tokens `generate` put before the text (ILM: `[CLS] [BOS]`; masked: none),
+        # then the prompt's kept tokens with the new tokens between them. A new token after the token before a
+        # gap belongs to that gap (masked models fill each [MASK] in place; insertion models insert any number).
+        columns = (sequences[row].ne(pad) | new[row]).nonzero().flatten().tolist()
+        special = set(self.tokenizer.all_special_ids)
+        prefix = 0
+        while (
+            prefix < len(columns)
+            and not bool(new[row, columns[prefix]])
+            and int(sequences[row, columns[prefix]]) in special
+        ):
+            prefix += 1
         owner = {prefix + before - 1: g for g, before in enumerate(kept_before)}
         original_index = -1
-        for column, inserted in zip(range(width - len(labels), width), labels):
-            if not inserted:
+        for column in columns:
+            if not bool(new[row, column]):
                 original_index += 1
             elif original_index in owner:
                 gap_ids[row, column] = owner[original_index]
