@@ -1,7 +1,7 @@
 """Configuration of the masked diffusion language model (MDLM, arXiv 2406.07524)."""
 
 from .configuration_backbone import XLMBackboneConfig, check_bool, check_number
-from .noise_schedules import NOISE_SCHEDULES
+from .noise_schedules import NOISE_SCHEDULES, NoiseSchedule, build_noise_schedule
 
 BOS_POSITIONS = ("after_prompt", "before_prompt", "none")
 
@@ -18,6 +18,9 @@ class MDLMConfig(XLMBackboneConfig):
             (the "cache trick").
         noise_schedule (`str`): Name of the noise schedule in `noise_schedules.py` (`"loglinear"`).
         sigma_max (`float`): Total noise at t = 1 of the log-linear schedule.
+
+            The configuration owns the schedule: the loss, the sampler and the training collators all take it from
+            here (`get_noise_schedule`), so it is set once, as `model.sigma_max` in an experiment.
         zero_init_output (`bool`): Whether the output layer starts at zero (uniform predictions), as in DiT/MDLM.
             Ignored when the head is tied to the embeddings.
         bos_position (`str`): The layout `generate` gives a plain tokenized prompt: `"after_prompt"`
@@ -55,6 +58,11 @@ class MDLMConfig(XLMBackboneConfig):
         self.zero_init_output = zero_init_output
         self.bos_position = bos_position
         super().__init__(time_conditioning=time_conditioning, **kwargs)
+
+    def get_noise_schedule(self) -> NoiseSchedule:
+        """The noise schedule these settings name: what the training collators mask with, what the loss weights
+        by and what the sampler steps through."""
+        return build_noise_schedule(self.noise_schedule, sigma_max=self.sigma_max)
 
 
 __all__ = ["MDLMConfig"]

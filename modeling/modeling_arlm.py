@@ -88,7 +88,8 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
 
         loss = None
         if labels is not None or shift_labels is not None:
-            loss = causal_lm_loss(logits, labels, num_items_in_batch, shift_labels=shift_labels)
+            loss_sum, count = arlm_loss(logits, labels, shift_labels=shift_labels)
+            loss = loss_sum / (num_items_in_batch if num_items_in_batch is not None else count.clamp(min=1))
 
         output = CausalLMOutputWithPast(
             loss=loss,
@@ -273,10 +274,12 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
             )
 
 
-def causal_lm_loss_sum(
+def arlm_loss(
     logits: torch.Tensor, labels: torch.Tensor | None, shift_labels: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token cross-entropy over the targets (`labels[:, 1:] != -100`) and how many there are.
+    """The ARLM loss: summed next-token cross-entropy over the targets (`labels[:, 1:] != -100`), and how many
+    targets there are. `forward` divides the sum by `num_items_in_batch` (or by the count); `ARLMTrainer` calls
+    `forward`, so training and `model(labels=...)` compute the same loss.
 
     With `shift_labels` (targets already aligned with `logits`) every position counts and `labels` is ignored.
     """
@@ -293,17 +296,6 @@ def causal_lm_loss_sum(
         reduction="sum",
     )
     return loss_sum, shift_labels.ne(-100).sum()
-
-
-def causal_lm_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor | None,
-    num_items_in_batch: int | torch.Tensor | None = None,
-    shift_labels: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Next-token cross-entropy; mean over target tokens, or sum / `num_items_in_batch` when that is given."""
-    loss_sum, count = causal_lm_loss_sum(logits, labels, shift_labels)
-    return loss_sum / (num_items_in_batch if num_items_in_batch is not None else count.clamp(min=1))
 
 
 # Entries of `prompt_layout`'s source map that are not columns of the given prompt.
@@ -375,4 +367,4 @@ def add_bos_to_prompts(
     return new_ids, source.ne(PADDING).to(attention_mask.dtype)
 
 
-__all__ = ["ARLMForCausalLM"]
+__all__ = ["ARLMForCausalLM", "arlm_loss"]

@@ -171,7 +171,7 @@ class ILMModelForInsertionLM(XLMPreTrainedModel, ILMGenerationMixin):
         if target_positions is not None or target_tokens is not None:
             if target_positions is None or target_tokens is None:
                 raise ValueError("Pass both target_positions and target_tokens to compute the ILM loss.")
-            loss, insertion_loss, stopping_loss = ilm_loss(
+            loss_sum, count, insertion_loss, stopping_loss = ilm_loss(
                 logits,
                 stopping_logits,
                 attention_mask,
@@ -181,8 +181,11 @@ class ILMModelForInsertionLM(XLMPreTrainedModel, ILMGenerationMixin):
                 stopping_head=self.config.stopping_head,
                 stopping_loss_weight=self.config.stopping_loss_weight,
                 stopping_class_weight=self.config.stopping_class_weight,
-                num_items_in_batch=num_items_in_batch,
+                return_row_losses=True,
             )
+            if torch.is_tensor(num_items_in_batch):
+                num_items_in_batch = num_items_in_batch.to(loss_sum.device)
+            loss = loss_sum / (num_items_in_batch if num_items_in_batch is not None else count)
 
         output = ILMOutput(
             loss=loss,
@@ -222,9 +225,11 @@ def ilm_loss(
     stopping_head: str = "binary",
     stopping_loss_weight: float = 1.0,
     stopping_class_weight: float | None = None,
-    num_items_in_batch: int | torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    r"""The ILM loss: `Σ_b (CE_b + λ · stop_b) / num_items_in_batch` (the mean over rows by default).
+    return_row_losses: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    r"""The ILM loss: the sum over rows `Σ_b (CE_b + λ · stop_b)` and the number of rows (what Trainer counts in
+    the collators' `labels`, one per row). `forward` divides the sum by `num_items_in_batch` (or by the count), so
+    the loss is the mean over the rows of the whole batch; `ILMTrainer` calls `forward`.
 
     - `CE_b`: one softmax over every (position, token) pair of row b, padding and `[CLS]` excluded; the target
       puts mass `count(i, v) / N_b` on "insert v after i", where the counts come from the `N_b` entries of
@@ -234,7 +239,8 @@ def ilm_loss(
     - `stop_b`: cross-entropy of the stopping head; binary label `1[N_b > 0]` (1 = "continue"), optionally
       weighted `[w, 1 − w]` per example; or, for the length head, label `min(N_b, C − 1)`.
 
-    Returns the normalised loss and the two per-example parts.
+    Returns `(loss_sum, count)`, then, with `return_row_losses`, the two per-row parts `(CE_b)` and `(stop_b)`
+    (`stop_b` with its class weight, before λ).
     """
     batch_size = logits.shape[0]
     logits = logits.float()
@@ -266,12 +272,11 @@ def ilm_loss(
         class_weights = stopping_logits.new_tensor([stopping_class_weight, 1.0 - stopping_class_weight])
         stopping_loss = stopping_loss * class_weights[stop_labels]
 
-    if num_items_in_batch is None:
-        num_items_in_batch = batch_size
-    if torch.is_tensor(num_items_in_batch):
-        num_items_in_batch = num_items_in_batch.to(logits.device)
-    loss = (insertion_loss + stopping_loss_weight * stopping_loss).sum() / num_items_in_batch
-    return loss, insertion_loss, stopping_loss
+    loss_sum = (insertion_loss + stopping_loss_weight * stopping_loss).sum()
+    count = torch.tensor(batch_size, device=logits.device)
+    if return_row_losses:
+        return loss_sum, count, insertion_loss, stopping_loss
+    return loss_sum, count
 
 
 __all__ = ["ILMModelForInsertionLM", "ILMOutput", "ILMStoppingHead", "ilm_loss"]

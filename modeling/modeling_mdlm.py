@@ -1,9 +1,10 @@
 """The masked diffusion language model (MDLM, arXiv 2406.07524) over the shared backbone.
 
 A bidirectional rotary transformer, by default modulated by the total noise sigma(t) through DiT-style adaLN, with
-a zero-initialised output layer. It predicts clean tokens at `[MASK]`s; the loss weights each masked token by
-sigma'(t) / (exp(sigma(t)) - 1) (the training side, `xlm_hf.mdlm.MDLMTrainer`), and `generate` runs the ancestral
-sampler (`generation_mdlm.py`).
+a zero-initialised output layer. It predicts clean tokens at `[MASK]`s; the loss (`mdlm_loss`, computed by `forward`
+when labels are given, which is what `xlm_hf.mdlm.MDLMTrainer` trains on) weights each masked token by
+sigma'(t) / (exp(sigma(t)) - 1), and `generate` runs the ancestral sampler (`generation_mdlm.py`). The noise
+schedule is the configuration's (`MDLMConfig.get_noise_schedule`).
 """
 
 import torch
@@ -62,6 +63,7 @@ class MDLMForMaskedDiffusionLM(XLMPreTrainedModel, MDLMGenerationMixin):
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
+        noise_rate: torch.Tensor | None = None,
         **kwargs,
     ) -> MaskedLMOutput | tuple:
         r"""
@@ -72,14 +74,23 @@ class MDLMForMaskedDiffusionLM(XLMPreTrainedModel, MDLMGenerationMixin):
             Total noise sigma(t) of each row, or of each token (packed sequences with their own t); not t. When
             omitted it is estimated from the masked fraction of each (packed) sequence; needs `input_ids` then.
         labels (`torch.LongTensor` of shape `(batch, length)`, *optional*):
-            Clean ids at the positions that count, -100 elsewhere. The loss returned here is the unweighted
-            cross-entropy at `[MASK]` inputs, summed and divided by the number of labels; the MDLM objective with
-            its sigma'(t) / (exp(sigma(t)) - 1) weight lives in `MDLMTrainer`, which needs each row's t.
+            Clean ids at the positions that count, -100 elsewhere. The loss is the MDLM objective, [`mdlm_loss`]:
+            the cross-entropy at `[MASK]` inputs weighted by sigma'(t) / (exp(sigma(t)) - 1), summed and divided by
+            `num_items_in_batch`, or by the number of labels (so labels at visible positions only count in the
+            denominator: that is how the collators' `loss_normalization` works). The training loss.
         num_items_in_batch (`int`, *optional*):
             Counted positions in the whole (accumulated, all-device) batch; the loss is then sum / this number.
+        noise_rate (`torch.Tensor`, shaped like `noise_level`, *optional*):
+            sigma'(t), for the loss weight; the collators give it. Defaults to the schedule's rate at the time whose
+            total noise is `noise_level`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if self.config.time_conditioning and noise_level is None:
+        if labels is not None and input_ids is None:
+            raise ValueError(
+                "The loss counts only positions whose input is [MASK]: pass input_ids with labels."
+            )
+        # the loss weights by sigma(t) even when the blocks are not conditioned on it
+        if noise_level is None and (self.config.time_conditioning or labels is not None):
             if input_ids is None:
                 raise ValueError(
                     "With inputs_embeds, pass noise_level: it is estimated from the [MASK]s among input_ids."
@@ -98,24 +109,10 @@ class MDLMForMaskedDiffusionLM(XLMPreTrainedModel, MDLMGenerationMixin):
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None
         if labels is not None:
-            if input_ids is None:
-                raise ValueError(
-                    "The loss counts only positions whose input is [MASK]: pass input_ids with labels."
-                )
-            labels = labels.to(logits.device)
-            # the loss counts only where the input is [MASK]; labels may also mark visible maskable positions
-            # (the ELBO normaliser), which then only count in the denominator
-            denominator = (
-                num_items_in_batch if num_items_in_batch is not None else labels.ne(-100).sum().clamp(min=1)
+            loss_sum, count = mdlm_loss(
+                logits, labels, input_ids, noise_level, self.config, noise_rate=noise_rate
             )
-            labels = labels.masked_fill(input_ids.ne(self.config.mask_token_id), -100)
-            loss = nn.functional.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]),
-                labels.reshape(-1),
-                ignore_index=-100,
-                reduction="sum",
-            )
-            loss = loss / denominator
+            loss = loss_sum / (num_items_in_batch if num_items_in_batch is not None else count.clamp(min=1))
         output = MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -149,4 +146,47 @@ class MDLMForMaskedDiffusionLM(XLMPreTrainedModel, MDLMGenerationMixin):
         return schedule.sigma(schedule.t_from_mask_probability(fraction).clamp(0.0, 1.0))
 
 
-__all__ = ["MDLMForMaskedDiffusionLM"]
+def mdlm_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    input_ids: torch.Tensor,
+    noise_level: torch.Tensor,
+    config: MDLMConfig,
+    noise_rate: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The MDLM loss (the diffusion NELBO): the summed cross-entropy of the positions whose input is `[MASK]`,
+    each weighted by sigma'(t) / (exp(sigma(t)) - 1) (= 1/t for the log-linear schedule), and the number of labels
+    (positions whose label is not -100).
+
+    The count is what the collators' `loss_normalization` decides: labels at every maskable position (`"elbo"`,
+    the NELBO per token) or only at the masked ones (`"masked_mean"`, xlm-core's mean over masked tokens). A label
+    at a visible position counts in the count, never in the sum. `forward` divides the sum by `num_items_in_batch`
+    (or by the count); `MDLMTrainer` calls `forward`.
+
+    Args:
+        noise_level: sigma(t), shaped `(batch,)` or `(batch, length)` (packed sequences with their own t).
+        config: the model's configuration: its `mask_token_id` and its noise schedule.
+        noise_rate: sigma'(t), shaped like `noise_level`; defaults to the schedule's rate at the time whose total
+            noise is `noise_level`.
+    """
+    labels = labels.to(logits.device)
+    sigma = noise_level.to(logits.device).float()
+    if noise_rate is None:
+        schedule = config.get_noise_schedule()
+        noise_rate = schedule.rate(schedule.t_from_sigma(sigma))
+    weight = noise_rate.to(logits.device).float() / torch.expm1(sigma)  # sigma'(t) / (e^sigma(t) - 1)
+    if weight.dim() == 1:
+        weight = weight[:, None]
+    masked_labels = labels.masked_fill(input_ids.to(logits.device).ne(config.mask_token_id), -100)
+    token_loss = nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]),
+        masked_labels.reshape(-1),
+        ignore_index=-100,
+        reduction="none",
+    ).view_as(labels)
+    # a row without [MASK] has sigma = 0 and an infinite weight: it must add 0, not 0 * inf
+    weighted = torch.where(masked_labels.ne(-100), token_loss * weight, torch.zeros_like(token_loss))
+    return weighted.sum(), labels.ne(-100).sum()
+
+
+__all__ = ["MDLMForMaskedDiffusionLM", "mdlm_loss"]

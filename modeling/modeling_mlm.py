@@ -71,24 +71,25 @@ class MLMForMaskedLM(XLMPreTrainedModel, MLMGenerationMixin):
             return_dict=True,
         )
         logits = self.lm_head(outputs.last_hidden_state)
-        loss = masked_lm_loss(logits, labels, num_items_in_batch) if labels is not None else None
+        loss = None
+        if labels is not None:
+            loss_sum, count = mlm_loss(logits, labels)
+            loss = loss_sum / (num_items_in_batch if num_items_in_batch is not None else count.clamp(min=1))
         output = MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
         return output if return_dict else output.to_tuple()
 
 
-def masked_lm_loss(
-    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
-) -> torch.Tensor:
-    """Cross-entropy at positions whose label is not -100: the mean, or sum / `num_items_in_batch` when given."""
+def mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MLM loss: summed cross-entropy at the positions whose label is not -100 (the masked ones), and how many
+    there are. `forward` divides the sum by `num_items_in_batch` (or by the count); `MLMTrainer` calls `forward`.
+    No 1/t weight: the MLM has no time."""
     labels = labels.to(logits.device)
     loss_sum = nn.functional.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
     )
-    if num_items_in_batch is None:
-        num_items_in_batch = labels.ne(-100).sum().clamp(min=1)
-    return loss_sum / num_items_in_batch
+    return loss_sum, labels.ne(-100).sum()
 
 
-__all__ = ["MLMForMaskedLM"]
+__all__ = ["MLMForMaskedLM", "mlm_loss"]

@@ -32,6 +32,7 @@ import inspect
 import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -294,6 +295,7 @@ def validate_experiment(experiment: dict[str, Any]) -> None:
         elif not isinstance(value, dict):
             raise ExperimentError(f"Section {section!r} must be a mapping, got {type(value).__name__}.")
 
+    _move_collator_options_to_model(experiment, family.collators["seq2seq"])
     _check_keys("data", experiment["data"], {f.name for f in dataclasses.fields(DataArguments)})
     _check_types("data", experiment["data"], typing.get_type_hints(DataArguments))
     model_keys = _init_arguments(family.config_class) - {"vocab_size"}
@@ -322,6 +324,29 @@ def validate_experiment(experiment: dict[str, Any]) -> None:
             )
         _check_keys(f"eval_tasks.{name}", task, set(EVAL_TASK_KEYS))
     _check_keys("card", experiment["card"], set(CARD_KEYS))
+
+
+def _move_collator_options_to_model(experiment: dict[str, Any], collator_class: type) -> None:
+    """Collator options that the model configuration owns now (`collator_class.moved_to_model`, e.g. the MDLM's
+    `sigma_max`): an old experiment's value becomes the model's, with a deprecation warning; a value that
+    contradicts the model's is an error, as it was before (training refused collator and model schedules that
+    differed)."""
+    for key in getattr(collator_class, "moved_to_model", ()):
+        if key not in experiment["collator"]:
+            continue
+        value = experiment["collator"].pop(key)
+        model_value = experiment["model"].setdefault(key, value)
+        if model_value != value:
+            raise ExperimentError(
+                f"collator.{key}={value!r} contradicts model.{key}={model_value!r}: {key} moved to the model "
+                f"section (the model's configuration owns it). Remove collator.{key} and set model.{key}."
+            )
+        warnings.warn(
+            f"collator.{key} is deprecated: it moved to model.{key} (now {value!r}); remove it from the "
+            "collator section.",
+            FutureWarning,
+            stacklevel=3,
+        )
 
 
 def data_arguments(experiment: dict[str, Any]) -> DataArguments:

@@ -10,8 +10,10 @@ Under several processes (torchrun, accelerate launch), loss tasks are sharded by
 deal whole batches out to the processes and gather the predictions back in dataset order, so metrics and the
 predictions file are those of a one-process evaluation.
 
-Family trainers subclass this and implement `compute_loss` (sum over the batch divided by
-`num_items_in_batch`, see `normalize_loss`) and `predict_targets`.
+Family trainers subclass this and implement `compute_loss` and `predict_targets`. The loss is the family's
+`<family>_loss` function on the Hub side (`modeling/modeling_<family>.py`), which returns a (sum, count) pair;
+`compute_loss` gets it from the model's `forward` (labels and `num_items_in_batch` given), which divides the sum
+by `num_items_in_batch` (or by the count), then `scale_loss_for_devices`. There is no second implementation.
 
 Training can be stopped and resumed without changing its result:
 - the collators' noise is a pure function of the batch's position in training (`xlm_hf.collator_utils`); each
@@ -157,22 +159,20 @@ class XLMTrainer(Trainer):
 
     # ----- helpers for family losses ---------------------------------------------------------------------------
 
-    def normalize_loss(
-        self,
-        loss_sum: torch.Tensor,
-        local_count: torch.Tensor | int,
-        num_items_in_batch: torch.Tensor | int | None,
+    def scale_loss_for_devices(
+        self, loss: torch.Tensor, num_items_in_batch: torch.Tensor | int | None
     ) -> torch.Tensor:
-        """`loss_sum / num_items_in_batch` in training (exact under gradient accumulation and DDP), or the mean
-        over this batch's `local_count` items when Trainer gives no count (evaluation)."""
-        if num_items_in_batch is None:
-            count = local_count if isinstance(local_count, torch.Tensor) else torch.tensor(local_count)
-            return loss_sum / count.to(loss_sum.device).clamp(min=1)
-        loss = loss_sum / num_items_in_batch
-        if self.args.average_tokens_across_devices and self.args.world_size > 1:
-            # num_items_in_batch counts every device's items and DDP averages gradients over devices.
-            loss = loss * self.accelerator.num_processes
-        return loss
+        """The loss a family's `forward` returned (its loss sum divided by `num_items_in_batch`, which counts every
+        device's items), multiplied by the number of processes because DDP averages gradients over them: the
+        gradients of one big batch, as transformers' own `compute_loss` does. Unchanged without a count
+        (evaluation: `forward` took this batch's mean)."""
+        if (
+            num_items_in_batch is None
+            or not self.args.average_tokens_across_devices
+            or self.args.world_size == 1
+        ):
+            return loss
+        return loss * self.accelerator.num_processes
 
     def predict_targets(self, model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         """Generates for a prediction batch; returns ids laid out like `batch["target_ids"]`."""

@@ -4,15 +4,12 @@ from typing import Any
 
 import torch
 
-from ..modeling.modeling_ilm import ilm_loss
+from ..modeling.generation_utils import generated_tokens
 from ..trainer import XLMTrainer
-
-# Batch keys the model's forward does not take as inputs (the loss is computed here, not in forward).
-TARGET_KEYS = ("labels", "target_positions", "target_tokens")
 
 
 class ILMTrainer(XLMTrainer):
-    """The ILM loss, normalised over rows.
+    """The ILM loss (`ilm_loss`, computed by the model's `forward`), normalised over rows.
 
     Per row b: `CE_b` = cross-entropy of one softmax over every (position, token) pair (padding and `[CLS]`
     excluded, prompt and `[BOS]` included) against the deleted tokens' counts / N_b (0 when nothing was
@@ -20,8 +17,8 @@ class ILMTrainer(XLMTrainer):
     λ and w are `model.config.stopping_loss_weight` / `stopping_class_weight`. The loss returned is
     `Σ_b (CE_b + λ·stop_b) / num_items_in_batch`, where Trainer counts `num_items_in_batch` from the collators'
     `labels` (one item per row, never -100) over the whole accumulated, all-device batch: the mean over rows of
-    one big batch, exactly, under gradient accumulation and DDP (`normalize_loss` multiplies by the number of
-    processes, as Trainer's own `compute_loss` does). Without a count (evaluation) it is this batch's row mean.
+    one big batch, exactly, under gradient accumulation and DDP (`scale_loss_for_devices` multiplies by the number
+    of processes, as Trainer's own `compute_loss` does). Without a count (evaluation) it is this batch's row mean.
 
     The token loss never builds the `(batch, length, vocab)` target: it is `logsumexp` over the allowed logits
     minus the mean of the N_b target logits gathered by index (see `ilm_loss`).
@@ -32,29 +29,15 @@ class ILMTrainer(XLMTrainer):
             input_ids=inputs["input_ids"],
             attention_mask=inputs["attention_mask"],
             cls_position=inputs.get("cls_position"),
+            target_positions=inputs["target_positions"],
+            target_tokens=inputs["target_tokens"],
+            num_items_in_batch=num_items_in_batch,
         )
-        config = self.accelerator.unwrap_model(model).config
-        attention_mask = inputs["attention_mask"]
-        cls_position = inputs.get("cls_position")
-        if cls_position is None:
-            cls_position = attention_mask.long().argmax(dim=-1)
-        loss_sum, insertion_loss, stopping_loss = ilm_loss(
-            outputs.logits,
-            outputs.stopping_logits,
-            attention_mask,
-            cls_position,
-            inputs["target_positions"],
-            inputs["target_tokens"],
-            stopping_head=config.stopping_head,
-            stopping_loss_weight=config.stopping_loss_weight,
-            stopping_class_weight=config.stopping_class_weight,
-            num_items_in_batch=1,  # the sum over rows; normalised below
-        )
-        loss = self.normalize_loss(loss_sum, inputs["input_ids"].shape[0], num_items_in_batch)
+        loss = self.scale_loss_for_devices(outputs.loss, num_items_in_batch)
         if return_outputs:
             outputs["loss"] = loss
-            outputs["insertion_loss"] = insertion_loss.detach()
-            outputs["stopping_loss"] = stopping_loss.detach()
+            outputs["insertion_loss"] = outputs.insertion_loss.detach()
+            outputs["stopping_loss"] = outputs.stopping_loss.detach()
             return loss, outputs
         return loss
 
@@ -63,23 +46,23 @@ class ILMTrainer(XLMTrainer):
         """Generates for a prediction batch and lays the target part out like `batch["target_ids"]` (right-padded
         with `[PAD]` to `block_size`; anything past `block_size` is cut).
 
-        The target part is everything after the first `batch["target_start"]` tokens of each generated sequence
-        (`[CLS] prompt [BOS]` for seq2seq prompts; `[CLS] [BOS] prompt` for infilling), which decoding never
-        moves: seq2seq rows take insertions only after `[BOS]`, infilling rows only in their masked gaps."""
+        Seq2seq prompts: the target part is the generated tokens (`new_token_mask`, all after `[BOS]`).
+        Infilling: the whole text after the first `batch["target_start"]` tokens (`[CLS] [BOS]`), kept and
+        inserted tokens alike, which decoding never moves: infilling rows take insertions only in their gaps."""
         target_ids = batch["target_ids"]
         block_size = target_ids.shape[1]
         pad = model.config.pad_token_id
         options = {**self.generation_kwargs, "return_dict_in_generate": True}
-        options.pop("return_history", None)
+        for name in ("output_history", "return_history"):  # the new-token mask is enough
+            options.pop(name, None)
         if "target_start" not in batch:  # seq2seq prompts: the target slot is what generation adds
             options["max_new_tokens"] = block_size
         output = model.generate(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **options
         )
-        target_start = batch.get("target_start")
-        if target_start is None:
-            target_start = batch["attention_mask"].long().sum(dim=-1)
-        return generated_part(output.sequences, target_start, pad, block_size)
+        if "target_start" not in batch:
+            return generated_tokens(output, block_size, pad)
+        return generated_part(output.sequences, batch["target_start"], pad, block_size)
 
 
 def generated_part(

@@ -4,6 +4,10 @@ Each example draws `t ~ U(0, 1)` (or antithetic `t`), moved into `[eps, 1]`; a m
 probability `1 - exp(-sigma(t))` (`= a t` for the log-linear schedule). Batches carry `t`, `total_noise` = sigma(t)
 and `noise_rate` = sigma'(t), each of shape `(batch,)`; the model is conditioned on `total_noise`.
 
+The noise schedule is the model's (`MDLMConfig.get_noise_schedule`: `model.noise_schedule`, `model.sigma_max` in an
+experiment), never a collator option: `MDLMTrainer` gives it to every collator it trains and evaluates with. A
+collator used on its own masks with the schedule of a default `MDLMConfig` until its `noise_schedule` is set.
+
 `labels` decides the loss normalisation (the Trainer divides by `num_items_in_batch`, the count of labels != -100):
 - `loss_normalization="elbo"` (default): labels hold the clean id at every *maskable* position, so the loss is
   the summed weighted cross-entropy over the masked tokens divided by the number of maskable tokens: the MDLM
@@ -16,6 +20,7 @@ layout with MDLM masking.
 """
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -27,7 +32,8 @@ from ..mlm.collator_mlm import (
     MLMCollatorForSeq2SeqPrediction,
     MLMCollatorForUnconditionalPrediction,
 )
-from ..modeling.noise_schedules import build_noise_schedule, sample_times
+from ..modeling.configuration_mdlm import MDLMConfig
+from ..modeling.noise_schedules import NoiseSchedule, sample_times
 
 LOSS_NORMALIZATIONS = ("elbo", "masked_mean")
 
@@ -36,8 +42,10 @@ LOSS_NORMALIZATIONS = ("elbo", "masked_mean")
 class _DiffusionMasking:
     """Time sampling, masking probability, batch time fields and label positions of the MDLM."""
 
-    noise_schedule: str = field(default="loglinear", kw_only=True)
-    sigma_max: float = field(default=10.0, kw_only=True)
+    # Options of old experiments that the model configuration owns now: `xlm_hf.experiment` reads
+    # `collator.sigma_max` as `model.sigma_max` (with a deprecation warning).
+    moved_to_model: ClassVar[tuple[str, ...]] = ("noise_schedule", "sigma_max")
+
     antithetic: bool = field(default=False, kw_only=True)
     time_eps: float = field(default=1e-3, kw_only=True)
     loss_normalization: str = field(default="elbo", kw_only=True)
@@ -49,16 +57,18 @@ class _DiffusionMasking:
             )
         if not 0 <= self.time_eps < 1:
             raise ValueError(f"time_eps must be in [0, 1), got {self.time_eps}.")
-        self.schedule = build_noise_schedule(self.noise_schedule, sigma_max=self.sigma_max)
+        # not a field: experiments cannot set it; MDLMTrainer replaces it with its model's
+        self.noise_schedule: NoiseSchedule = MDLMConfig().get_noise_schedule()
 
     def _sample_t(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
         return sample_times(batch_size, antithetic=self.antithetic, eps=self.time_eps, generator=generator)
 
     def _mask_probability(self, t: torch.Tensor) -> torch.Tensor:
-        return self.schedule.mask_probability(t)
+        return self.noise_schedule.mask_probability(t)
 
     def _time_fields(self, t: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"t": t, "total_noise": self.schedule.sigma(t), "noise_rate": self.schedule.rate(t)}
+        schedule = self.noise_schedule
+        return {"t": t, "total_noise": schedule.sigma(t), "noise_rate": schedule.rate(t)}
 
     def _label_positions(self, masked: torch.Tensor, maskable: torch.Tensor) -> torch.Tensor:
         return maskable if self.loss_normalization == "elbo" else masked

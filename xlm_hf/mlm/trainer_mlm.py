@@ -3,8 +3,8 @@
 from typing import Any
 
 import torch
-from torch import nn
 
+from ..modeling.generation_utils import generated_tokens
 from ..trainer import XLMTrainer
 
 
@@ -14,8 +14,8 @@ def masked_predict_targets(
     """Generation for a prediction batch of a masked family, laid out like `batch["target_ids"]`; returns the
     predictions and the full generation output (steps and model calls per row).
 
-    - seq2seq batches (`prompt [BOS]` left-padded): `block_size` masks after the prompt; the last `block_size`
-      columns of the canvas are the prediction;
+    - seq2seq batches (`prompt [BOS]` left-padded): `block_size` masks after the prompt; the generated tokens
+      (the output's `new_token_mask`, the last `block_size` columns) are the prediction;
     - infilling batches (`infill=True`): the prompt's masks are filled, nothing is added; the canvas is the
       prediction (prompt and target are aligned column by column);
     - unconditional batches (`unconditional=True`): `block_size` masks and no prompt.
@@ -41,9 +41,11 @@ def masked_predict_targets(
             attention_mask=batch["attention_mask"],
             **{**kwargs, "max_new_tokens": target_width},
         )
-    sequences = output.sequences
+    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    if not batch.get("infill"):  # the generated tokens are the prediction
+        return generated_tokens(output, target_width, pad), output
+    sequences = output.sequences  # infilling: the whole canvas, aligned column by column with the targets
     if sequences.shape[1] < target_width:  # infilling rows that were all left padding: pad back to the layout
-        pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
         padded = sequences.new_full((sequences.shape[0], target_width), pad)
         padded[:, target_width - sequences.shape[1] :] = sequences
         sequences = padded
@@ -51,18 +53,19 @@ def masked_predict_targets(
 
 
 class MLMTrainer(XLMTrainer):
-    """Cross-entropy at masked positions (spec §1.2 c): the sum over the batch's masked tokens divided by
-    `num_items_in_batch` (all masked tokens of the accumulated, all-device batch), so gradient accumulation and
-    DDP give the gradients of one big batch. No 1/t weight (the MLM has no time)."""
+    """Cross-entropy at masked positions (spec §1.2 c; `mlm_loss`, computed by the model's `forward`): the sum over
+    the batch's masked tokens divided by `num_items_in_batch` (all masked tokens of the accumulated, all-device
+    batch), so gradient accumulation and DDP give the gradients of one big batch. No 1/t weight (the MLM has no
+    time)."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        labels = inputs["labels"]
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-        logits = outputs.logits.float()
-        loss_sum = nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
+        outputs = model(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            labels=inputs["labels"],
+            num_items_in_batch=num_items_in_batch,
         )
-        loss = self.normalize_loss(loss_sum, labels.ne(-100).sum(), num_items_in_batch)
+        loss = self.scale_loss_for_devices(outputs.loss, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
 
     def predict_targets(self, model, batch: dict[str, Any]) -> torch.Tensor:
