@@ -9,7 +9,8 @@ Prints a table and, last, one JSON line. Training: seconds per optimizer step, t
 of the batch, prompt and target), peak resident memory, achieved GFLOP/s (6·N·T for the dense layers plus the
 attention matmuls) and its fraction of a float32 matmul peak that this script measures on the same machine.
 Generation: new tokens per second through the family's `predict_targets` on the validation split, with the
-family's cache switched on and off, and the model calls per sample where the family counts them.
+family's cache (`Family.cache_option`) switched on and off, and the model calls per sample where the family counts
+them.
 """
 
 import argparse
@@ -25,14 +26,6 @@ from xlm_hf.experiment import data_arguments
 from xlm_hf.families import get_family
 from xlm_hf.jobs import block_sizes, build_eval_tasks, prepare_experiment, training_arguments
 from xlm_hf.tasks import get_task, load_task, tokenize_seq2seq
-
-# generation option that switches the family's cache, and its (on, off) values
-CACHE_OPTIONS = {
-    "arlm": ("use_cache", True, False),
-    "mlm": None,
-    "mdlm": ("use_cache_trick", True, False),
-    "ilm": None,
-}
 
 
 def matmul_peak_gflops(size: int = 1024, repeats: int = 20) -> float:
@@ -157,8 +150,8 @@ def main() -> int:
         for i in range(0, len(rows), args.generation_batch_size)
     ]
     settings = {"default": {}}
-    if CACHE_OPTIONS.get(family.name):
-        option, on, off = CACHE_OPTIONS[family.name]
+    if family.cache_option:
+        option, on, off = family.cache_option
         settings = {"cache on": {option: on}, "cache off": {option: off}}
     for label, options in settings.items():
         trainer.generation_kwargs = {**experiment.get("generation", {}), **options}

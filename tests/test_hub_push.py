@@ -38,6 +38,7 @@ ARLM_FILES = [
     "configuration_backbone.py",
     "experiment.yaml",
     "generation_config.json",
+    "generation_utils.py",  # imported by pipeline_xlm.py (which tokens are new)
     "model.safetensors",
     "modeling_arlm.py",
     "pipeline_xlm.py",

@@ -270,13 +270,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     if args.command == "card":
-        from pathlib import Path
+        # `xlm-hf card` loads the model to generate the widget outputs (export and push never do)
+        from .jobs import write_card
 
-        from .model_card import write_model_card
-
-        if not Path(args.model).is_dir():
-            raise ValueError(f"{args.model} is not a model folder.")
-        print(write_model_card(args.model, repo_id=args.repo_id, widget=not args.no_widget))
+        print(write_card(args.model, repo_id=args.repo_id, widget=not args.no_widget))
         return 0
     return 1
 

@@ -2,9 +2,14 @@
 
 A Hub-ready folder holds: `model.safetensors`, `config.json` (with `auto_map`), the `modeling/` files the
 family needs (copied by `save_pretrained` through the classes' single-level relative imports),
-`generation_config.json`, the tokenizer, `README.md` (the model card) and `experiment.yaml` (without the training
-machine's paths: `training.output_dir`, `data.cache_dir`, ...). It loads with
+`generation_config.json`, the tokenizer, the family's pipelines (`pipeline_xlm.py`, listed in
+`config.json:custom_pipelines`), `README.md` (the model card) and `experiment.yaml` (without the training machine's
+paths: `training.output_dir`, `data.cache_dir`, ...). It loads with
 `AutoModel.from_pretrained(folder, trust_remote_code=True)` where xlm_hf is not installed.
+
+The dependencies go one way: export writes the folder (its card rendered from what it is given), `hub` uploads a
+folder, and `jobs` (which has the model in memory) produces the card's widget outputs. Neither the export nor the
+card reloads a model or generates.
 """
 
 import fnmatch
@@ -17,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from transformers import AutoTokenizer, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.dynamic_module_utils import get_relative_import_files
 from transformers.utils import GENERATION_CONFIG_NAME
 
 from .experiment import dump_experiment
-from .families import Family, family_for_model_type, get_family
+from .families import PIPELINE_FILE, Family, family_for_model_type, get_family
+from .model_card import strip_local_paths, write_model_card
 from .tokenization import check_tokenizer_matches_model
 
 EXPERIMENT_FILE = "experiment.yaml"
@@ -33,17 +40,18 @@ def export_model(
     output_dir: str | os.PathLike,
     family: Family | str,
     experiment: dict[str, Any] | None = None,
+    widget_examples: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Writes the Hub-ready folder `output_dir`, replacing it whole.
+
+    `widget_examples` are the card's widget entries with this model's outputs (`xlm_hf.jobs.widget_examples`
+    computes them from the model in memory); without them the card has none. The export never generates.
 
     The complete folder is written next to the target (`.<name>.staging-<pid>`) and swapped in by renames, so at
     every instant `output_dir` is the complete old folder or the complete new one (see `swap_in_folder`): a kill
     or a full disk never leaves weights of one export under the config of another. What the old folder holds
     besides an export (`results.json`, `predictions/`, Trainer's checkpoints and state) is carried into the new
     one by hard links (no copy of the data)."""
-    from .hub import install_pipelines
-    from .model_card import strip_local_paths, write_model_card
-
     family = get_family(family) if isinstance(family, str) else family
     if not isinstance(model, family.model_class):
         raise ValueError(
@@ -73,7 +81,7 @@ def export_model(
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        install_pipelines(staging, family.name)  # the family's Hub pipelines (text-generation, infill)
+        install_pipelines(staging, family)  # the family's Hub pipelines (text-generation, infill)
         if experiment is not None:
             dump_experiment(experiment, staging / EXPERIMENT_FILE)
         for item in staging.iterdir():
@@ -81,12 +89,39 @@ def export_model(
                 os.chmod(item, 0o644)  # a checkpoint is meant to be shared
         if output_dir.is_dir():
             _carry_over(output_dir, staging)  # results.json (for the card), predictions/, checkpoints ...
-        write_model_card(staging, family=family, experiment=experiment, model_name=output_dir.resolve().name)
+        write_model_card(
+            staging,
+            family=family,
+            experiment=experiment,
+            model_name=output_dir.resolve().name,
+            examples=widget_examples or [],
+        )
         swap_in_folder(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return output_dir
+
+
+def install_pipelines(folder: str | os.PathLike, family: Family | str) -> list[str]:
+    """Copies `pipeline_xlm.py` next to the model and registers the family's pipelines (`Family.pipelines`) in
+    `config.json:custom_pipelines`; returns the registered task names (none for a family without pipelines)."""
+    family = get_family(family) if isinstance(family, str) else family
+    if not family.pipelines:
+        return []
+    folder = Path(folder)
+    from . import modeling
+
+    source = Path(modeling.__file__).parent / PIPELINE_FILE
+    # with the sibling files it imports (as transformers copies a model's relative imports)
+    for path in [source, *get_relative_import_files(source)]:
+        shutil.copy(path, folder / Path(path).name)
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text())
+    pipelines = json.loads(json.dumps(family.pipelines))  # a copy: the record stays as registered
+    config["custom_pipelines"] = {**config.get("custom_pipelines", {}), **pipelines}
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return sorted(pipelines)
 
 
 # ----- replacing a folder whole ---------------------------------------------------------------------------------
@@ -363,6 +398,7 @@ def load_model_and_tokenizer(
 
 __all__ = [
     "export_model",
+    "install_pipelines",
     "load_model_and_tokenizer",
     "read_experiment_file",
     "recover_export",

@@ -1,10 +1,11 @@
-"""Pushing a Hub-ready folder to the Hugging Face Hub, and the Hub-side extras of an export (pipelines).
+"""Pushing a Hub-ready folder to the Hugging Face Hub.
 
 `push_to_hub(model_dir, "org/name")` uploads exactly the files a checkpoint needs, in one commit, through
 `huggingface_hub.HfApi` (`create_repo`, `create_branch` for `revision`, `create_commit`):
 
 - weights (`*.safetensors`, their index), `config.json` (with `auto_map`), the modeling files (`*.py`),
-  the tokenizer files, `generation_config.json`, the model card `README.md` (re-rendered with the repo id),
+  the tokenizer files, `generation_config.json`, the model card `README.md` (re-rendered with the repo id, keeping
+  its widget outputs: a push never loads the model or generates),
   `results.json` and `experiment.yaml` (with `card.hub_model_id` set to the repo); for a LoRA adapter folder,
   `adapter_config.json`, its weights and its card;
 - never `predictions/`, `checkpoint-*/`, optimizer / scheduler / RNG states, `trainer_state.json`,
@@ -23,7 +24,6 @@ as `hub_token` never lands in `experiment.yaml`).
 import fnmatch
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,47 +72,12 @@ PUSH_KEYS = (
     "hub_always_push",
 )
 
-# Pipelines shipped with the checkpoints of each family, written to `config.json:custom_pipelines`.
-# The autoregressive family uses transformers' own text-generation pipeline (through AutoModelForCausalLM), in a
-# subclass that knows the prompt layout (room for [BOS] with "hole", prompt and continuation joined as decoded).
-PIPELINE_FILE = "pipeline_xlm.py"
-_TEXT_GENERATION = {"impl": "pipeline_xlm.XLMTextGenerationPipeline", "pt": ["AutoModel"], "type": "text"}
-_CAUSAL_TEXT_GENERATION = {
-    "impl": "pipeline_xlm.XLMCausalTextGenerationPipeline",
-    "pt": ["AutoModelForCausalLM"],
-    "type": "text",
-}
-_INFILL = {"impl": "pipeline_xlm.XLMInfillPipeline", "pt": ["AutoModel"], "type": "text"}
-FAMILY_PIPELINES: dict[str, dict[str, dict]] = {
-    "arlm": {"text-generation": _CAUSAL_TEXT_GENERATION},
-    "mlm": {"text-generation": _TEXT_GENERATION, "infill": _INFILL},
-    "mdlm": {"text-generation": _TEXT_GENERATION, "infill": _INFILL},
-    "ilm": {"text-generation": _TEXT_GENERATION, "infill": _INFILL},
-}
-
 
 class HubError(ValueError):
     """A push that cannot start (bad repo id, no token, offline, incomplete folder): says what to fix."""
 
 
 # ----- exported folders ----------------------------------------------------------------------------------------
-
-
-def install_pipelines(folder: str | os.PathLike, family_name: str) -> list[str]:
-    """Copies `pipeline_xlm.py` next to the model and registers the family's pipelines in `config.json`;
-    returns the registered task names (none for families that use transformers' pipelines)."""
-    pipelines = FAMILY_PIPELINES.get(family_name)
-    if not pipelines:
-        return []
-    folder = Path(folder)
-    from . import modeling
-
-    shutil.copy(Path(modeling.__file__).parent / PIPELINE_FILE, folder / PIPELINE_FILE)
-    config_file = folder / "config.json"
-    config = json.loads(config_file.read_text())
-    config["custom_pipelines"] = {**config.get("custom_pipelines", {}), **json.loads(json.dumps(pipelines))}
-    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    return sorted(pipelines)
 
 
 def hub_files(model_dir: str | os.PathLike) -> list[str]:
@@ -245,8 +210,9 @@ class PushResult:
 
 
 def _card_bytes(model_dir: Path, repo_id: str) -> bytes | None:
-    """The card re-rendered with the repo id in its usage snippet (the local README.md is left as it is);
-    None when the folder is neither an xlm_hf model nor an adapter of one (its README.md is then uploaded as is)."""
+    """The card re-rendered with the repo id in its usage snippet and the widget outputs it already has (the
+    local README.md is left as it is); None when the folder is neither an xlm_hf model nor an adapter of one (its
+    README.md is then uploaded as is)."""
     config_file = model_dir / "config.json"
     if config_file.is_file():
         model_type = json.loads(config_file.read_text()).get("model_type", "")
@@ -375,7 +341,6 @@ def push_after_training(
 
 
 __all__ = [
-    "FAMILY_PIPELINES",
     "HUB_FILE_PATTERNS",
     "HubError",
     "PushResult",
@@ -383,7 +348,6 @@ __all__ = [
     "check_repo_id",
     "check_revision",
     "hub_files",
-    "install_pipelines",
     "push_after_training",
     "push_to_hub",
     "resolve_token",

@@ -4,6 +4,9 @@
 `accelerate launch --multi_gpu --num_processes N`): data-parallel training (gloo on CPU, NCCL on GPUs), generation
 evaluated in shards and gathered, and one export, written by the main process. `check_launch` refuses the launches
 that would otherwise go wrong without a word.
+
+The jobs sit on top of the one-way chain export -> model card, hub -> export: they hold the model in memory, so
+they are where the card's widget outputs are generated (`widget_examples`) and handed to the export or the card.
 """
 
 import json
@@ -23,12 +26,14 @@ from .experiment import DataArguments, ExperimentError, data_arguments, load_exp
 from .export import RESULTS_FILE, export_model, load_model_and_tokenizer, read_experiment_file
 from .families import Family, get_family
 from .hub import push_after_training, take_push_settings
+from .model_card import MAX_WIDGET_EXAMPLES, example_rows, write_model_card
 from .tasks import get_task, load_task, tokenize_seq2seq
 from .trainer import EvalTask, TrainingInterrupted, find_checkpoint
 
 DEBUG_MODES = ("overfit", "small_data")
 # Where launchers put the number of processes: torchrun / accelerate (WORLD_SIZE), MPI (the others).
 WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+NO_DATA_NOTE = "(No examples: the task's data was not available when this card was written.)"
 DEFAULT_EVAL_TASKS = {
     "lm": {"kind": "loss", "split": "validation"},
     "prediction": {"kind": "generate", "split": "validation", "metrics": ["exact_match", "token_accuracy"]},
@@ -282,8 +287,13 @@ def _export_trained_model(trainer, tokenizer, family: Family, experiment: dict[s
     export them. With `save_strategy: no` that checkpoint was only this safety net and goes after the export."""
     args = trainer.args
     last_checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}"
+    # the card's widget outputs come from the model in memory (the export itself never generates)
+    rows = example_rows(Path(args.output_dir), experiment, MAX_WIDGET_EXAMPLES)
+    examples, _ = widget_examples(trainer.model, tokenizer, family, rows)
     try:
-        export_model(trainer.model, tokenizer, args.output_dir, family, experiment=experiment)
+        export_model(
+            trainer.model, tokenizer, args.output_dir, family, experiment=experiment, widget_examples=examples
+        )
     except (OSError, ValueError) as error:
         if not last_checkpoint.is_dir():
             raise
@@ -389,10 +399,14 @@ def generate(
     Prompts are plain text: `[MASK]` marks a gap to fill for the families that infill (MLM, MDLM, ILM); every
     other special token (`[PAD]`, `[BOS]`, `[EOS]`, `[CLS]`, ...) belongs to the layout `generate` adds itself,
     and a prompt that types one is refused."""
-    from .hub import FAMILY_PIPELINES
-    from .modeling.pipeline_xlm import new_token_mask
-
     model, tokenizer, family, _ = load_model_and_tokenizer(model_path, revision)
+    return generate_texts(model, tokenizer, family, prompts, **generation_kwargs)
+
+
+def generate_texts(model, tokenizer, family: Family, prompts: list[str], **generation_kwargs) -> list[str]:
+    """`generate` with a model (on the CPU) and tokenizer in memory; sets the tokenizer's padding side to left."""
+    from .modeling.generation_utils import new_token_mask
+
     tokenizer.padding_side = "left"
     encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]
@@ -404,7 +418,7 @@ def generate(
             if tokenizer.convert_tokens_to_ids(w) == tokenizer.unk_token_id
         ]
         raise ValueError(f"The prompt has words outside the model's vocabulary: {sorted(set(unknown))}.")
-    allowed = {tokenizer.mask_token_id} if "infill" in FAMILY_PIPELINES.get(family.name, {}) else set()
+    allowed = {tokenizer.mask_token_id} if family.infills else set()
     typed = sorted(
         {int(i) for i in ids[attention_mask.bool()].tolist()} & (set(tokenizer.all_special_ids) - allowed)
     )
@@ -417,17 +431,12 @@ def generate(
         )
     if ids.shape[1] == 0:  # no prompt at all: unconditional generation
         ids = attention_mask = None
-    # the output must say which tokens are new: the masked families' output dict, the insertion history
-    generation_kwargs = dict(generation_kwargs)
-    if hasattr(model.generation_config, "return_history"):
-        generation_kwargs["return_history"] = True
-    if hasattr(model.generation_config, "return_dict_in_generate"):
-        generation_kwargs["return_dict_in_generate"] = True
+    # the output dict says which tokens are new (`new_token_mask`; autoregressive: the columns after the prompt)
+    generation_kwargs = {**generation_kwargs, "return_dict_in_generate": True}
     with torch.no_grad():
         output = model.generate(input_ids=ids, attention_mask=attention_mask, **generation_kwargs)
     sequences = output.sequences if hasattr(output, "sequences") else output
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    new = new_token_mask(output, ids, attention_mask, pad)
+    new = new_token_mask(output, ids)
     special = torch.tensor(tokenizer.all_special_ids)
     texts = []
     for row in range(sequences.shape[0]):
@@ -438,9 +447,13 @@ def generate(
         prompt_index = row * len(prompts) // sequences.shape[0]  # rows come num_return_sequences per prompt
         prompt_text = tokenizer.decode(encoded["input_ids"][prompt_index], skip_special_tokens=True).strip()
         kept_text = tokenizer.decode(sequence[kept_positions], skip_special_tokens=True).strip()
-        # a continuation: the prompt's tokens unchanged, and every new token after them
+        # a continuation: the prompt's tokens unchanged, and every new position after them (a special token the
+        # model wrote into a gap of the prompt still makes it an infill, printed whole)
+        any_new_positions = is_new.nonzero().flatten()
         appended = (
-            len(new_positions) == 0 or len(kept_positions) == 0 or kept_positions[-1] < new_positions[0]
+            len(any_new_positions) == 0
+            or len(kept_positions) == 0
+            or kept_positions[-1] < any_new_positions[0]
         )
         if kept_text == prompt_text and appended:
             texts.append(tokenizer.decode(sequence[new_positions], skip_special_tokens=True).strip())
@@ -449,11 +462,88 @@ def generate(
     return texts
 
 
+def widget_examples(
+    model, tokenizer, family: Family, rows: list[dict[str, str]]
+) -> tuple[list[dict[str, Any]], str]:
+    """The card's widget entries with the outputs `model` gives (seed 0), and, when there are none, why.
+
+    Text generation: the continuation of each prompt of `rows` (`model_card.example_rows`), as `xlm-hf generate`
+    prints it; fill-mask: the top 3 tokens for one masked target token. The model runs on the CPU, in eval mode,
+    and is put back as it was (device, mode, the tokenizer's padding side)."""
+    if not rows:
+        return [], NO_DATA_NOTE
+    device, training, padding_side = model.device, model.training, tokenizer.padding_side
+    model.to("cpu").eval()
+    torch.manual_seed(0)
+    try:
+        with torch.no_grad():
+            if family.pipeline_tag == "fill-mask":
+                return _fill_mask_examples(model, tokenizer, rows), ""
+            continuations = generate_texts(model, tokenizer, family, [row["prompt"] for row in rows])
+    except Exception as error:  # a card must render even when the checkpoint cannot generate here
+        return [], f"(Examples could not be generated when this card was written: {error}.)"
+    finally:
+        model.to(device).train(training)
+        tokenizer.padding_side = padding_side
+    examples = [
+        {
+            "text": row["prompt"],
+            "example_title": f"Example {index}",
+            "output": {"text": f"{row['prompt']} {text}".strip()},
+        }
+        for index, (row, text) in enumerate(zip(rows, continuations), 1)
+    ]
+    return examples, ""
+
+
+def _fill_mask_examples(model, tokenizer, rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    from transformers import FillMaskPipeline
+
+    fill = FillMaskPipeline(model=model, tokenizer=tokenizer)
+    examples = []
+    for index, row in enumerate(rows, 1):
+        target = row["target"].split()
+        if not target:
+            continue
+        target[len(target) // 2] = tokenizer.mask_token
+        text = f"{row['prompt']} {tokenizer.bos_token} {' '.join(target)}".strip()
+        output = [
+            {"label": p["token_str"].strip(), "score": round(float(p["score"]), 4)}
+            for p in fill(text, top_k=3)
+        ]
+        examples.append({"text": text, "example_title": f"Example {index}", "output": output})
+    return examples
+
+
+def write_card(model_path: str | os.PathLike, repo_id: str | None = None, widget: bool = True) -> Path:
+    """`xlm-hf card`: re-renders a model folder's `README.md` (after a new `xlm-hf eval`). With `widget`, the folder's
+    model is loaded and generates the widget outputs (the export and the push never do)."""
+    model_dir = Path(model_path)
+    if not model_dir.is_dir():
+        raise ValueError(f"{model_dir} is not a model folder.")
+    if not widget or not (model_dir / "config.json").is_file():  # an adapter folder's card has no widget
+        return write_model_card(model_dir, repo_id=repo_id, widget=widget)
+    experiment = read_experiment_file(model_dir) or {}
+    rows = example_rows(model_dir, experiment, MAX_WIDGET_EXAMPLES)
+    examples, note = [], NO_DATA_NOTE
+    if rows:
+        try:
+            model, tokenizer, family, _ = load_model_and_tokenizer(model_dir)
+        except ValueError as error:  # the card still renders: it says why there are no examples
+            note = f"(Examples could not be generated when this card was written: {error}.)"
+        else:
+            examples, note = widget_examples(model, tokenizer, family, rows)
+    return write_model_card(model_dir, repo_id=repo_id, examples=examples, widget_note=note)
+
+
 __all__ = [
     "train",
     "TrainingInterrupted",
     "evaluate",
     "generate",
+    "generate_texts",
+    "widget_examples",
+    "write_card",
     "prepare_experiment",
     "build_eval_tasks",
     "check_launch",

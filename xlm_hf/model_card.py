@@ -1,14 +1,18 @@
 """Model cards rendered with `huggingface_hub.ModelCard` from one template per family in `model_cards/`.
 
 The card of a folder is built from what the folder holds:
-- metadata (`ModelCardData`): `library_name`, `pipeline_tag` (text-generation; fill-mask for MLM), `license`,
-  tags (`xlm-hf`, the family, `custom_code`), `base_model` and `datasets` (Hub ids only), `model-index` from
-  `results.json` (written by the last `xlm-hf eval`), and `widget` examples whose outputs are generations of this
-  checkpoint, computed when the card is rendered (the Hub's hosted widget does not run custom code, so the outputs
-  are static);
-- text: what the model is and what it was trained on, the family's paper, a usage snippet with
-  `trust_remote_code=True` and the pipelines, the evaluation table (or "Not evaluated"), the training configuration
-  (`experiment.yaml`, without machine-local paths), limitations.
+- metadata (`ModelCardData`): `library_name`, `pipeline_tag` (the family's: text-generation; fill-mask for MLM),
+  `license`, tags (`xlm-hf`, the family, `custom_code`), `base_model` and `datasets` (Hub ids only), `model-index`
+  from `results.json` (written by the last `xlm-hf eval`), and `widget` examples whose outputs are generations of
+  this checkpoint (the Hub's hosted widget does not run custom code, so the outputs are static);
+- text: the family's title and paper (from its `Family` record), what it was trained on, a usage snippet with
+  `trust_remote_code=True` and the pipelines (the family's template, `model_cards/<Family.card_template>.md`), the
+  evaluation table (or "Not evaluated"), the training configuration (`experiment.yaml`, without machine-local
+  paths), limitations.
+
+The card renders what it is given and never loads a model: the widget outputs come from the caller, which has the
+model in memory (`xlm_hf.jobs.widget_examples`: training computes them before the export, `xlm-hf card` after
+loading the folder). A re-render without examples (`xlm-hf push`) keeps those of the folder's current `README.md`.
 
 What the card says beyond the experiment's sections comes from its `card` section (all optional):
 
@@ -24,12 +28,11 @@ card:
 
 A LoRA adapter folder (`adapter_config.json`, from `scripts/finetune.py`) gets its own card (`model_cards/adapter.md`,
 `library_name: peft`). `xlm-hf card MODEL_DIR` re-renders `README.md` (after a new `xlm-hf eval`); `xlm-hf push`
-renders it with the repo id.
+renders it with the repo id (keeping the widget outputs).
 """
 
 import copy
 import json
-import logging
 import os
 from importlib import resources
 from pathlib import Path
@@ -39,8 +42,6 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .families import Family, family_for_model_type, get_family
-
-logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
 EXPERIMENT_FILE = "experiment.yaml"
@@ -59,27 +60,22 @@ LOCAL_PATH_KEYS = {
     "training": ("output_dir", "logging_dir", "resume_from_checkpoint"),
 }
 
-FAMILY_TITLES = {
-    "arlm": "An autoregressive language model (ARLM baseline)",
-    "mlm": "A masked language model (MLM)",
-    "mdlm": "A masked diffusion language model (MDLM)",
-    "ilm": "An insertion language model (ILM)",
-}
-# The family's paper, when `Family.paper` does not name one.
-FAMILY_PAPERS = {
-    "arlm": "https://arxiv.org/abs/1706.03762",
-    "mlm": "https://arxiv.org/abs/1810.04805",
-    "mdlm": "https://arxiv.org/abs/2406.07524",
-    "ilm": "https://arxiv.org/abs/2505.05755",
-}
+NO_EXAMPLES_NOTE = (
+    "(No examples: none were generated for this card. `xlm-hf card MODEL_DIR` generates them from the task's "
+    "prepared data.)"
+)
 # Metrics that go into `model-index` (the rest of results.json stays in the table only).
 INDEXED_METRICS = ("exact_match", "token_accuracy", "loss")
 BOOKKEEPING = ("_runtime", "_per_second", "_preparation_time", "_samples")
 
 
 def _template(family: Family) -> str:
+    """The family's template: `model_cards/<card_template>.md` (or a path to a `.md` file, for a family
+    registered from another package), else `model_cards/default.md`."""
     folder = resources.files("xlm_hf.model_cards")
-    specific = folder / f"{family.name}.md"
+    if family.card_template.endswith(".md") and Path(family.card_template).is_file():
+        return Path(family.card_template).read_text()
+    specific = folder / f"{family.card_template}.md"
     return (specific if specific.is_file() else folder / "default.md").read_text()
 
 
@@ -235,12 +231,13 @@ def eval_results(
     return entries
 
 
-# ----- widget examples: real generations of the checkpoint ----------------------------------------------------
+# ----- widget examples --------------------------------------------------------------------------------------
 
 
-def _example_rows(model_dir: Path, experiment: dict[str, Any], limit: int) -> list[dict[str, str]]:
+def example_rows(model_dir: Path, experiment: dict[str, Any], limit: int) -> list[dict[str, str]]:
     """Prompts (and targets) to show: from the folder's `predictions/`, else from the task's prepared data (never
     generated or downloaded for the card)."""
+    model_dir = Path(model_dir)
     rows: list[dict[str, str]] = []
     for path in sorted((model_dir / "predictions").glob("*/*.jsonl")):
         for line in path.read_text().splitlines():
@@ -271,51 +268,16 @@ def _example_rows(model_dir: Path, experiment: dict[str, Any], limit: int) -> li
     return rows
 
 
-def widget_examples(
-    model_dir: str | Path, family: Family, experiment: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Widget entries with the outputs this checkpoint gives (generated now, seed 0). Text generation: the
-    continuation of a task prompt; fill-mask: the top 3 tokens for one masked target token."""
-    import torch
-
-    model_dir = Path(model_dir)
-    rows = _example_rows(model_dir, experiment, MAX_WIDGET_EXAMPLES)
-    if not rows:
+def current_widget(model_dir: Path) -> list[dict[str, Any]]:
+    """The widget examples of the folder's current `README.md` (none when it has no card, or an unreadable one)."""
+    path = Path(model_dir) / "README.md"
+    if not path.is_file():
         return []
-    torch.manual_seed(0)
-    if family.pipeline_tag == "fill-mask":
-        from transformers import FillMaskPipeline
-
-        from .export import load_model_and_tokenizer
-
-        model, tokenizer, _, _ = load_model_and_tokenizer(model_dir)
-        fill = FillMaskPipeline(model=model, tokenizer=tokenizer)
-        examples = []
-        for index, row in enumerate(rows, 1):
-            target = row["target"].split()
-            if not target:
-                continue
-            target[len(target) // 2] = tokenizer.mask_token
-            text = f"{row['prompt']} {tokenizer.bos_token} {' '.join(target)}".strip()
-            with torch.no_grad():
-                predictions = fill(text, top_k=3)
-            output = [
-                {"label": p["token_str"].strip(), "score": round(float(p["score"]), 4)} for p in predictions
-            ]
-            examples.append({"text": text, "example_title": f"Example {index}", "output": output})
-        return examples
-
-    from .jobs import generate
-
-    continuations = generate(str(model_dir), [row["prompt"] for row in rows])
-    return [
-        {
-            "text": row["prompt"],
-            "example_title": f"Example {index}",
-            "output": {"text": f"{row['prompt']} {text}".strip()},
-        }
-        for index, (row, text) in enumerate(zip(rows, continuations), 1)
-    ]
+    try:
+        widget = ModelCard.load(path).data.widget
+    except Exception:  # a hand-edited or foreign README: re-rendering replaces it
+        return []
+    return [example for example in widget or [] if isinstance(example, dict)]
 
 
 # ----- the card ------------------------------------------------------------------------------------------------
@@ -328,8 +290,14 @@ def render_model_card(
     repo_id: str | None = None,
     model_name: str | None = None,
     widget: bool = True,
+    examples: list[dict[str, Any]] | None = None,
+    widget_note: str = "",
 ) -> ModelCard:
-    """The card of `model_dir` (not written); see the module docstring."""
+    """The card of `model_dir` (not written); see the module docstring.
+
+    `examples` are the widget entries (outputs of this checkpoint, computed by the caller); None keeps those of
+    the folder's current `README.md`. `widget=False` leaves the widget out. `widget_note` is said instead of
+    examples when there are none (why there are none)."""
     model_dir = Path(model_dir)
     if (model_dir / ADAPTER_CONFIG_FILE).is_file() and not (model_dir / "config.json").is_file():
         return render_adapter_card(model_dir, experiment, repo_id, model_name)
@@ -341,15 +309,12 @@ def render_model_card(
     repo_id = repo_id or settings.get("hub_model_id")
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else model_dir.resolve().name)
 
-    examples, widget_note = [], ""
-    if widget:
-        try:
-            examples = widget_examples(model_dir, family, experiment)
-        except Exception as error:  # a card must render even when the checkpoint cannot generate here
-            logger.warning("No widget examples for %s: %s", model_dir, error)
-            widget_note = f"(Examples could not be generated when this card was written: {error}.)"
+    if not widget:
+        examples, widget_note = [], ""
+    elif examples is None:
+        examples = current_widget(model_dir)
     if widget and not examples and not widget_note:
-        widget_note = "(No examples: the task's data was not available when this card was written.)"
+        widget_note = NO_EXAMPLES_NOTE
 
     unreferenced = no_reference_metrics(experiment)
     metrics = {  # the table leaves out bookkeeping (runtimes, throughput, epoch); † marks metrics without reference
@@ -391,14 +356,14 @@ def render_model_card(
         for k in ("family", "data", "model", "collator", "training", "generation")
         if experiment.get(k)
     }
-    paper = family.paper or FAMILY_PAPERS.get(family.name, "")
+    paper = family.paper
     return ModelCard.from_template(
         card_data,
         template_str=_template(family),
         model_name=model_name,
         repo_id=repo_id or f"path/to/{model_name}",
         family=family.name,
-        family_title=FAMILY_TITLES.get(family.name, family.name),
+        family_title=family.title,
         provenance=f"{trained} with {_project_link(settings)}",
         data_note=data_note,
         trained_on=trained,
@@ -454,9 +419,7 @@ def render_adapter_card(
         repo_id=repo_id or f"path/to/{model_name}",
         base=base if base_is_hub_id else "path/to/base-model",
         base_is_hub_id=base_is_hub_id,
-        family_title=_lower_first(FAMILY_TITLES.get(family.name, family.name))
-        if family
-        else "an xlm_hf model",
+        family_title=_lower_first(family.title) if family else "an xlm_hf model",
         provenance=f"{trained} with {_project_link(settings)}",
         data_note=data_note,
         rank=adapter.get("r"),
@@ -476,10 +439,16 @@ def write_model_card(
     repo_id: str | None = None,
     model_name: str | None = None,
     widget: bool = True,
+    examples: list[dict[str, Any]] | None = None,
+    widget_note: str = "",
 ) -> Path:
-    """Renders and writes `README.md` in `model_dir` from its experiment and, when present, its `results.json`."""
+    """Renders and writes `README.md` in `model_dir` from its experiment and, when present, its `results.json`
+    (see `render_model_card` for `widget`, `examples` and `widget_note`)."""
     path = Path(model_dir) / "README.md"
-    render_model_card(model_dir, family, experiment, repo_id, model_name, widget).save(path)
+    card = render_model_card(
+        model_dir, family, experiment, repo_id, model_name, widget, examples, widget_note
+    )
+    card.save(path)
     return path
 
 
@@ -488,7 +457,8 @@ __all__ = [
     "render_model_card",
     "strip_local_paths",
     "write_model_card",
-    "widget_examples",
+    "example_rows",
+    "current_widget",
     "read_results",
     "eval_results",
     "NOT_EVALUATED",

@@ -2,7 +2,7 @@
 
 from transformers import AutoModelForCausalLM
 
-from ..families import Family, register_family
+from ..families import CAUSAL_TEXT_GENERATION_PIPELINE, Family, register_family
 from ..modeling.configuration_arlm import ARLMConfig
 from ..modeling.modeling_arlm import ARLMForCausalLM
 from .collator_arlm import ARLMCollatorForLM, ARLMCollatorForSeq2Seq, ARLMCollatorForSeq2SeqPrediction
@@ -24,8 +24,12 @@ FAMILY = register_family(
             "AutoModel": "modeling_arlm.ARLMForCausalLM",
             "AutoModelForCausalLM": "modeling_arlm.ARLMForCausalLM",
         },
+        title="An autoregressive language model (ARLM baseline)",
+        paper="https://arxiv.org/abs/1706.03762",
         pipeline_tag="text-generation",
-        paper="",
+        pipelines={"text-generation": CAUSAL_TEXT_GENERATION_PIPELINE},
+        card_template="arlm",
+        cache_option=("use_cache", True, False),  # the key/value cache of autoregressive decoding
         extra_auto_classes=[AutoModelForCausalLM],
     )
 )

@@ -1,6 +1,6 @@
 """ILM: the Insertion LM family (arXiv 2505.05755)."""
 
-from ..families import Family, register_family
+from ..families import INFILL_PIPELINE, TEXT_GENERATION_PIPELINE, Family, register_family
 from ..modeling.configuration_ilm import ILMConfig
 from ..modeling.generation_ilm import ILMGenerationConfig, ILMGenerationOutput
 from ..modeling.modeling_ilm import ILMModelForInsertionLM, ILMOutput, ilm_loss
@@ -30,8 +30,11 @@ FAMILY = register_family(
             "AutoConfig": "configuration_ilm.ILMConfig",
             "AutoModel": "modeling_ilm.ILMModelForInsertionLM",
         },
-        pipeline_tag="text-generation",
+        title="An insertion language model (ILM)",
         paper="https://arxiv.org/abs/2505.05755",
+        pipeline_tag="text-generation",
+        pipelines={"text-generation": TEXT_GENERATION_PIPELINE, "infill": INFILL_PIPELINE},
+        card_template="ilm",
     )
 )
 

@@ -2,7 +2,7 @@
 
 from transformers import AutoModelForMaskedLM
 
-from ..families import Family, register_family
+from ..families import INFILL_PIPELINE, TEXT_GENERATION_PIPELINE, Family, register_family
 from ..modeling.configuration_mdlm import MDLMConfig
 from ..modeling.modeling_mdlm import MDLMForMaskedDiffusionLM
 from .collator_mdlm import (
@@ -35,8 +35,13 @@ FAMILY = register_family(
             "AutoModel": "modeling_mdlm.MDLMForMaskedDiffusionLM",
             "AutoModelForMaskedLM": "modeling_mdlm.MDLMForMaskedDiffusionLM",
         },
-        pipeline_tag="text-generation",
+        title="A masked diffusion language model (MDLM)",
         paper="https://arxiv.org/abs/2406.07524",
+        pipeline_tag="text-generation",
+        pipelines={"text-generation": TEXT_GENERATION_PIPELINE, "infill": INFILL_PIPELINE},
+        card_template="mdlm",
+        # the ancestral sampler reuses a row's logits after a step that changed nothing
+        cache_option=("use_cache_trick", True, False),
         extra_auto_classes=[AutoModelForMaskedLM],
     )
 )

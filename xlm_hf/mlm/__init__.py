@@ -2,7 +2,7 @@
 
 from transformers import AutoModelForMaskedLM
 
-from ..families import Family, register_family
+from ..families import INFILL_PIPELINE, TEXT_GENERATION_PIPELINE, Family, register_family
 from ..modeling.configuration_mlm import MLMConfig
 from ..modeling.modeling_mlm import MLMForMaskedLM
 from .collator_mlm import (
@@ -34,8 +34,11 @@ FAMILY = register_family(
             "AutoModel": "modeling_mlm.MLMForMaskedLM",
             "AutoModelForMaskedLM": "modeling_mlm.MLMForMaskedLM",
         },
+        title="A masked language model (MLM)",
+        paper="https://arxiv.org/abs/1810.04805",
         pipeline_tag="fill-mask",
-        paper="",
+        pipelines={"text-generation": TEXT_GENERATION_PIPELINE, "infill": INFILL_PIPELINE},
+        card_template="mlm",
         extra_auto_classes=[AutoModelForMaskedLM],
     )
 )
