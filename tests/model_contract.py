@@ -5,9 +5,13 @@ A family's test module subclasses `ModelContract` and sets `family` and, where i
 
     class TestARLMContract(ModelContract):
         family = "arlm"
+
+The other contracts (`collator_contract.py`, `trainer_contract.py`, `generation_contract.py`) build their tiny
+models through the same `TinyFamily` base, so one `config_overrides` describes a family's test model everywhere.
 """
 
 import copy
+import functools
 import json
 
 import pytest
@@ -22,13 +26,17 @@ from xlm_hf.tokenization import build_number_tokenizer
 VOCAB_NUMBERS = 20  # 27 ids with the 7 special tokens
 
 
-class ModelContract:
-    family: str = ""
-    batch_size = 3
-    length = 10
-    config_overrides: dict = {}
+@functools.cache
+def _number_tokenizer():
+    return build_number_tokenizer(VOCAB_NUMBERS)  # read-only in the contracts: one for the whole session
 
-    # ----- what a family may override ---------------------------------------------------------------------
+
+class TinyFamily:
+    """A family's tiny test model: what every contract builds on. Subclasses set `family` and, where the
+    defaults make a degenerate model (e.g. a zero-initialised output layer), `config_overrides`."""
+
+    family: str = ""
+    config_overrides: dict = {}
 
     def make_config(self, **overrides):
         options = dict(
@@ -49,6 +57,16 @@ class ModelContract:
         torch.manual_seed(0)
         model = get_family(self.family).model_class(self.make_config(**overrides))
         return model.eval()
+
+    def make_tokenizer(self):
+        return _number_tokenizer()
+
+
+class ModelContract(TinyFamily):
+    batch_size = 3
+    length = 10
+
+    # ----- what a family may override ---------------------------------------------------------------------
 
     def extra_inputs(self, input_ids: torch.Tensor) -> dict:
         """Inputs beyond ids and mask (e.g. a noise level), one row per row of `input_ids`."""

@@ -2,6 +2,7 @@
 PAD 0, EOS 3, BOS 4; words a..e are ids 7..11."""
 
 import torch
+from collator_contract import CollatorContract
 
 from xlm_hf.arlm import ARLMCollatorForLM, ARLMCollatorForSeq2Seq, ARLMCollatorForSeq2SeqPrediction
 
@@ -61,3 +62,7 @@ def test_labels_count_what_trainer_counts(star_tokenizer):
     batch = collator([{"prompt_ids": [A, B], "target_ids": [C, D]}, {"prompt_ids": [E], "target_ids": [A]}])
     assert int(batch["labels"][:, 1:].ne(-100).sum()) == 3 + 2  # C D EOS, A EOS
     assert torch.equal(batch["labels"][:, 0], torch.tensor([X, X]))
+
+
+class TestARLMCollatorContract(CollatorContract):
+    family = "arlm"

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from generation_contract import SPECIAL_IDS, GenerationContract
 from model_contract import ModelContract
 
 from xlm_hf.arlm import ARLMConfig, ARLMForCausalLM
@@ -35,16 +36,6 @@ def test_greedy_generation_with_cache_equals_without_cache():
     )
     assert model.generation_config.use_cache  # caching is on by default
     assert torch.equal(with_cache, without)
-
-
-def test_left_padded_batch_generates_what_each_prompt_generates_alone():
-    model = tiny_arlm()
-    rows, ids, mask = left_padded_batch()
-    batched = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
-    new_batched = batched[:, ids.shape[1] + 1 :]  # +1: the [BOS] appended to every prompt
-    for row, prompt in enumerate(rows):
-        alone = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=6, do_sample=False)
-        assert torch.equal(alone[0, len(prompt) + 1 :], new_batched[row])
 
 
 def test_generate_appends_bos_once():
@@ -124,3 +115,8 @@ def test_partial_rotary_dimension_for_small_heads():
     assert torch.isfinite(out.logits).all()
     with pytest.raises(ValueError, match="rotary_dim"):
         ARLMConfig(hidden_size=24, num_attention_heads=2, rotary_dim=14)
+
+
+class TestARLMGenerationContract(GenerationContract):
+    family = "arlm"
+    generation_options = {"do_sample": False, "suppress_tokens": SPECIAL_IDS}  # no [EOS]: fixed lengths

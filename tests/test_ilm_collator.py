@@ -4,6 +4,7 @@ from collections import Counter
 
 import pytest
 import torch
+from collator_contract import CollatorContract
 
 from xlm_hf.ilm import (
     ILMCollatorForLM,
@@ -208,3 +209,8 @@ def test_infill_prediction_collator_masks_target_runs_deterministically(tokenize
         it = iter(example["target_ids"])
         assert all(any(t == u for u in it) for t in given)  # kept target tokens, in order
     assert batch["input_ids"][1].tolist()[-2:] == [12, MASK]  # a one-token target is always masked
+
+
+class TestILMCollatorContract(CollatorContract):
+    family = "ilm"
+    token_labels = False  # one item per row: the deletions are in target_positions / target_tokens

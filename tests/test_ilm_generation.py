@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from generation_contract import GenerationContract
 from isolation import run_without_xlm_hf
 from torch import nn
 from xlm_hf.modeling.generation_ilm import sample_from_scores
@@ -289,3 +290,22 @@ def test_exported_model_generates_without_xlm_hf(tmp_path, tokenizer):
     )
     assert "CONFIG ILMGenerationConfig transformers_modules" in result.stdout
     assert json.loads(result.stdout.split("SEQUENCES")[1]) == expected.tolist()
+
+
+class TestILMGenerationContract(GenerationContract):
+    family = "ilm"
+    generation_options = {"stopping_threshold": 1.0}  # never stops early: fixed lengths
+    history_options = {"output_history": True}
+    supports_infilling = True
+    infill_options = {"max_new_tokens": 3}
+    layout_tokens = 2  # [CLS] prompt [BOS]
+    # the plain initialisation: perturbed weights saturate the stopping head to p("complete") = 1.0 exactly
+    weight_noise = 0.0
+
+    def replay_history(self, output, row):
+        sequence = self.real_tokens(output.initial_sequences, row)
+        positions, tokens = output.history_positions[row].tolist(), output.history_tokens[row].tolist()
+        for position, token in zip(positions, tokens):
+            if position >= 0:
+                sequence.insert(position, token)
+        return sequence

@@ -136,7 +136,9 @@ def hand_example():
 
 def test_loss_on_a_hand_computed_example():
     args = hand_example()
-    loss, insertion, stopping = ilm_loss(*args)
+    loss_sum, count, insertion, stopping = ilm_loss(*args, return_row_losses=True)
+    assert int(count) == 2
+    loss = loss_sum / count
     # row 0: target mass 2/3 on (1, 0) and 1/3 on (1 gap 2, token 1):
     # CE = -(2/3) log(3/6) - (1/3) log(1/6) = log 6 - (2/3) log 3
     expected_ce0 = math.log(6.0) - (2.0 / 3.0) * math.log(3.0)
@@ -146,19 +148,21 @@ def test_loss_on_a_hand_computed_example():
     torch.testing.assert_close(loss, torch.tensor((expected_ce0 + math.log(4 / 3) + math.log(2.0)) / 2))
 
     # λ, class weights [w, 1 - w] and an external denominator
-    loss, _, stopping = ilm_loss(
-        *args, stopping_loss_weight=0.5, stopping_class_weight=0.25, num_items_in_batch=4
+    loss_sum, _, _, stopping = ilm_loss(
+        *args, stopping_loss_weight=0.5, stopping_class_weight=0.25, return_row_losses=True
     )
     torch.testing.assert_close(stopping, torch.tensor([0.75 * math.log(4 / 3), 0.25 * math.log(2.0)]))
-    expected = (expected_ce0 + 0.5 * (0.75 * math.log(4 / 3) + 0.25 * math.log(2.0))) / 4
-    torch.testing.assert_close(loss, torch.tensor(expected))
+    expected = expected_ce0 + 0.5 * (0.75 * math.log(4 / 3) + 0.25 * math.log(2.0))
+    torch.testing.assert_close(loss_sum, torch.tensor(expected))
 
 
 def test_length_loss_uses_the_number_of_deletions():
     logits, _, mask, cls, positions, tokens = hand_example()
     stopping_logits = torch.zeros(2, 3)
     stopping_logits[0, 2] = math.log(2.0)  # N = 3 clamps to the last class (2)
-    _, _, stopping = ilm_loss(logits, stopping_logits, mask, cls, positions, tokens, stopping_head="length")
+    *_, stopping = ilm_loss(
+        logits, stopping_logits, mask, cls, positions, tokens, stopping_head="length", return_row_losses=True
+    )
     torch.testing.assert_close(stopping, torch.tensor([-math.log(2 / 4), math.log(3.0)]))
 
 
@@ -169,7 +173,7 @@ def test_forward_computes_the_same_loss_as_ilm_loss():
     positions = torch.tensor([[1, 3, -100], [2, 2, 4]])
     tokens = torch.tensor([[15, 16, -100], [17, 18, 19]])
     out = model(input_ids=ids, attention_mask=mask, target_positions=positions, target_tokens=tokens)
-    expected, _, _ = ilm_loss(
+    loss_sum, count = ilm_loss(
         out.logits,
         out.stopping_logits,
         mask,
@@ -178,6 +182,6 @@ def test_forward_computes_the_same_loss_as_ilm_loss():
         tokens,
         stopping_loss_weight=0.3,
     )
-    torch.testing.assert_close(out.loss, expected)
+    torch.testing.assert_close(out.loss, loss_sum / count)
     out.loss.backward()
     assert model.stopping_head.classifier.weight.grad is not None

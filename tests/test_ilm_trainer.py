@@ -3,6 +3,7 @@
 import pytest
 import torch
 from datasets import Dataset
+from trainer_contract import TrainerContract
 from transformers import TrainingArguments
 
 from xlm_hf.ilm import (
@@ -56,7 +57,7 @@ def test_compute_loss_is_the_row_mean_of_ilm_loss(tmp_path, tokenizer):
     model = trainer.model.eval()
     batch = ILMCollatorForSeq2Seq(tokenizer=tokenizer, input_block_size=8, block_size=6, seed=0)(examples(6))
     loss, outputs = trainer.compute_loss(model, batch, return_outputs=True)
-    expected, insertion, stopping = ilm_loss(
+    loss_sum, count, insertion, stopping = ilm_loss(
         outputs.logits,
         outputs.stopping_logits,
         batch["attention_mask"],
@@ -65,38 +66,15 @@ def test_compute_loss_is_the_row_mean_of_ilm_loss(tmp_path, tokenizer):
         batch["target_tokens"],
         stopping_loss_weight=0.5,
         stopping_class_weight=0.8,
+        return_row_losses=True,
     )
+    assert int(count) == 6
+    expected = loss_sum / count
     torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(outputs.insertion_loss, insertion)
     torch.testing.assert_close(loss, (insertion + 0.5 * stopping).mean())
     # the model's own forward with targets agrees
     torch.testing.assert_close(model(**{k: v for k, v in batch.items() if k != "labels"}).loss, expected)
-
-
-def test_gradient_accumulation_gives_the_big_batch_gradient(tmp_path, tokenizer):
-    trainer = make_trainer(tmp_path)
-    model = trainer.model.train()
-    collator = ILMCollatorForSeq2Seq(tokenizer=tokenizer, input_block_size=8, block_size=6, seed=0)
-    rows = examples(7)
-    torch.manual_seed(1)
-    full = collator(rows)
-    # the same deletions, split 3 + 4 (the collator pads differently: padding must not matter)
-    parts = [{k: v[:3] for k, v in full.items()}, {k: v[3:] for k, v in full.items()}]
-    num_items = trainer._get_num_items_in_batch(parts, torch.device("cpu"))
-    assert int(num_items) == 7
-
-    model.zero_grad()
-    trainer.compute_loss(model, full, num_items_in_batch=num_items).backward()
-    big = {n: p.grad.clone() for n, p in model.named_parameters()}
-    model.zero_grad()
-    total = 0.0
-    for part in parts:
-        loss = trainer.compute_loss(model, part, num_items_in_batch=num_items)
-        loss.backward()
-        total += loss.item()
-    torch.testing.assert_close(total, trainer.compute_loss(model, full, num_items_in_batch=num_items).item())
-    for name, param in model.named_parameters():
-        torch.testing.assert_close(param.grad, big[name], rtol=1e-5, atol=1e-7, msg=name)
-    assert trainer.loss_is_scaled_for_ga is True
 
 
 def test_generated_part_lays_out_like_the_targets():
@@ -180,3 +158,7 @@ def test_predict_targets_for_infilling_keeps_the_given_target_tokens(tmp_path, t
     assert len([t for t in predicted if t != PAD]) == len(given) + 2  # two insertions, all inside the target
     it = iter(predicted)
     assert all(any(t == u for u in it) for t in given)
+
+
+class TestILMTrainerContract(TrainerContract):
+    family = "ilm"

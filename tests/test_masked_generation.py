@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from generation_contract import SPECIAL_IDS, GenerationContract
 from xlm_hf.modeling.configuration_mdlm import MDLMConfig
 from xlm_hf.modeling.configuration_mlm import MLMConfig
 from xlm_hf.modeling.modeling_mdlm import MDLMForMaskedDiffusionLM
@@ -178,20 +179,6 @@ def test_fixed_seed_gives_identical_samples_and_other_seeds_differ(family_model)
     assert any(not torch.equal(a, o) for o in others)
 
 
-def test_greedy_generation_is_batch_and_padding_invariant(family_model, star_tokenizer):
-    family, model = family_model
-    prompts = ["3 4 5 6 7", "8 9"]
-    kwargs = dict(
-        max_new_tokens=6, num_steps=6, temperature=0.0, unmasking_order="top_prob", **unmask_kwargs(family)
-    )
-    together = model.generate(
-        **star_tokenizer(prompts, return_tensors="pt", padding=True), **kwargs
-    ).sequences
-    for row, prompt in enumerate(prompts):
-        alone = model.generate(**star_tokenizer([prompt], return_tensors="pt"), **kwargs).sequences
-        assert together[row, -6:].tolist() == alone[0, -6:].tolist()
-
-
 def test_semi_autoregressive_blocks_finish_left_to_right(family_model):
     family, model = family_model
     out = model.generate(
@@ -291,3 +278,44 @@ def test_mlm_rejects_the_ancestral_sampler():
 def test_unconditional_generation_needs_new_tokens(family_model):
     with pytest.raises(ValueError, match="Unconditional generation needs"):
         family_model[1].generate(max_new_tokens=0)
+
+
+class TestMLMGenerationContract(GenerationContract):
+    family = "mlm"
+    generation_options = {"num_steps": 4, "do_sample": False, "suppress_tokens": SPECIAL_IDS}
+    history_options = {"output_history": True}
+    supports_infilling = True
+    infill_options = {"max_new_tokens": 0}
+
+    def replay_history(self, output, row):
+        return self.real_tokens(output.history[-1], row)  # the canvas after the last step
+
+
+class TestMDLMGenerationContract(TestMLMGenerationContract):
+    family = "mdlm"
+    config_overrides = {"time_embedding_dim": 16}
+    generation_options = {**TestMLMGenerationContract.generation_options, "sampler": "unmask"}
+
+
+def test_samplers_are_classes_with_a_step_that_generate_calls(family_model, monkeypatch):
+    """A sampler is a `MaskedSampler` subclass listed in `SAMPLER_CLASSES`: `generate` calls its `step` once per
+    step with the positions to decide, and keeps what it returns."""
+    from xlm_hf.modeling import generation_masked
+
+    family, model = family_model
+    calls = []
+
+    class FillWithSeven(generation_masked.MaskedSampler):
+        def step(self, canvas, canvas_mask, candidates, step, num_steps):
+            calls.append((step, num_steps, int(candidates.sum())))
+            # the leftmost masked position of each row
+            first = candidates & (candidates.long().cumsum(-1) == 1)
+            return torch.where(first, torch.full_like(canvas, 7), canvas)
+
+    monkeypatch.setitem(generation_masked.SAMPLER_CLASSES, "unmask", FillWithSeven)
+    out = model.generate(
+        input_ids=torch.tensor([[9, 10]]), max_new_tokens=3, num_steps=3, **unmask_kwargs(family)
+    )
+    assert out.sequences[0, out.output_start_idx :].tolist() == [7, 7, 7]
+    assert calls == [(0, 3, 3), (1, 3, 2), (2, 3, 1)]
+    assert out.steps_taken.tolist() == [3]

@@ -87,10 +87,12 @@ def test_mdlm_forward_loss_counts_masked_inputs_only():
     ids = torch.tensor([[9, 2, 11, 2]])
     labels = torch.tensor([[-100, 10, 11, 12]])  # ELBO-style labels: a visible position is labelled too
     out = model(input_ids=ids, labels=labels, noise_level=torch.tensor([1.0]))
-    manual = (
-        torch.nn.functional.cross_entropy(out.logits[0, [1, 3]], torch.tensor([10, 12]), reduction="sum") / 3
-    )
-    torch.testing.assert_close(out.loss, manual)
+    # the MDLM objective: each masked token weighted by sigma'(t) / (exp(sigma(t)) - 1), at sigma(t) = 1
+    schedule = model.config.get_noise_schedule()
+    t = schedule.t_from_sigma(torch.tensor(1.0))
+    weight = schedule.rate(t) / torch.expm1(torch.tensor(1.0))
+    ce = torch.nn.functional.cross_entropy(out.logits[0, [1, 3]], torch.tensor([10, 12]), reduction="sum")
+    torch.testing.assert_close(out.loss, ce * weight / 3)
 
 
 # ---- generation config --------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ import pytest
 import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
-from transformers import TrainerCallback, TrainingArguments
+from trainer_contract import TrainerContract
+from transformers import TrainingArguments
+from xlm_hf.modeling.noise_schedules import LogLinearNoiseSchedule
 
 from xlm_hf.mdlm import MDLMCollatorForSeq2Seq, MDLMConfig, MDLMForMaskedDiffusionLM, MDLMTrainer
 from xlm_hf.mlm import (
@@ -17,6 +19,7 @@ from xlm_hf.mlm import (
     MLMForMaskedLM,
     MLMTrainer,
 )
+from xlm_hf.trainer import EvalTask
 
 MASK = 2
 TINY = dict(
@@ -36,30 +39,6 @@ def make(family):
         return MLMForMaskedLM(MLMConfig(**TINY)), MLMTrainer, MLMCollatorForSeq2Seq
     model = MDLMForMaskedDiffusionLM(MDLMConfig(**TINY, time_embedding_dim=16, zero_init_output=False))
     return model, MDLMTrainer, MDLMCollatorForSeq2Seq
-
-
-class PerExampleNoise:
-    """The family collator applied to each example with its own seed, so that the noise of an example does not
-    depend on how examples are grouped into batches."""
-
-    def __init__(self, collator_class, tokenizer, **options):
-        self.make = lambda seed: collator_class(
-            tokenizer=tokenizer, input_block_size=6, block_size=6, seed=seed, **options
-        )
-
-    def __call__(self, examples):
-        parts = [self.make(1000 + ex["prompt_ids"][0])([ex]) for ex in examples]
-        return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
-
-
-class CaptureGradients(TrainerCallback):
-    def __init__(self, model):
-        self.model, self.grads = model, {}
-
-    def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        self.grads = {
-            n: p.grad.detach().clone() for n, p in self.model.named_parameters() if p.grad is not None
-        }
 
 
 def make_trainer(tmp_path, family, batch_size=8, accumulation=1, collator=None, **options):
@@ -84,24 +63,6 @@ def make_trainer(tmp_path, family, batch_size=8, accumulation=1, collator=None, 
         trainer.train_dataset, batch_size=batch_size, collate_fn=trainer.data_collator, shuffle=False
     )
     return model, trainer
-
-
-@pytest.mark.parametrize(
-    "family, options", [("mlm", {}), ("mdlm", {}), ("mdlm", {"loss_normalization": "masked_mean"})]
-)
-def test_gradient_accumulation_matches_one_big_batch(tmp_path, star_tokenizer, family, options):
-    collator_class = make(family)[2]
-    grads = []
-    for batch_size, accumulation in ((8, 1), (2, 4)):
-        collator = PerExampleNoise(collator_class, star_tokenizer, **options)
-        model, trainer = make_trainer(tmp_path, family, batch_size, accumulation, collator=collator)
-        capture = CaptureGradients(model)
-        trainer.add_callback(capture)
-        trainer.train()
-        grads.append(capture.grads)
-    assert grads[0] and grads[0].keys() == grads[1].keys()
-    for name in grads[0]:
-        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_mlm_loss_is_the_cross_entropy_at_masked_positions(tmp_path, star_tokenizer):
@@ -136,13 +97,29 @@ def test_mdlm_loss_weights_masked_tokens_by_one_over_t(tmp_path, star_tokenizer,
     )
 
 
-def test_mdlm_trainer_rejects_a_collator_with_another_schedule(tmp_path, star_tokenizer):
-    model, trainer = make_trainer(tmp_path, "mdlm")
-    batch = MDLMCollatorForSeq2Seq(
-        tokenizer=star_tokenizer, input_block_size=6, block_size=6, seed=0, sigma_max=5.0
-    )(EXAMPLES)
-    with pytest.raises(ValueError, match="different noise schedules"):
-        trainer.compute_loss(model, batch)
+def test_mdlm_trainer_gives_its_collators_the_models_noise_schedule(tmp_path, star_tokenizer):
+    torch.manual_seed(0)
+    model = MDLMForMaskedDiffusionLM(MDLMConfig(**TINY, time_embedding_dim=16, sigma_max=5.0))
+
+    def collator():
+        return MDLMCollatorForSeq2Seq(tokenizer=star_tokenizer, input_block_size=6, block_size=6, seed=0)
+
+    train, evaluation = collator(), collator()
+    args = TrainingArguments(
+        output_dir=str(tmp_path), report_to="none", remove_unused_columns=False, use_cpu=True
+    )
+    MDLMTrainer(
+        model=model,
+        args=args,
+        data_collator=train,
+        eval_tasks={"lm": EvalTask("lm", Dataset.from_list(EXAMPLES), evaluation)},
+    )
+    schedule = model.config.get_noise_schedule()
+    for batch in (train(EXAMPLES), evaluation(EXAMPLES)):
+        torch.testing.assert_close(batch["total_noise"], schedule.sigma(batch["t"]))
+        torch.testing.assert_close(batch["noise_rate"], schedule.rate(batch["t"]))
+        # and not the schedule of a default configuration (sigma_max = 10)
+        assert not torch.allclose(batch["total_noise"], LogLinearNoiseSchedule(10.0).sigma(batch["t"]))
 
 
 @pytest.mark.parametrize("family", ["mlm", "mdlm"])
@@ -188,3 +165,13 @@ def test_predict_targets_lays_out_predictions_like_the_targets(tmp_path, star_to
     unconditional = MLMCollatorForUnconditionalPrediction(tokenizer=star_tokenizer, block_size=4)([{}] * 2)
     samples = trainer.predict_targets(model, unconditional)
     assert samples.shape == (2, 4) and not bool(samples.eq(MASK).any())
+
+
+class TestMLMTrainerContract(TrainerContract):
+    family = "mlm"
+
+
+class TestMDLMTrainerContract(TrainerContract):
+    family = "mdlm"
+    config_overrides = {"zero_init_output": False, "time_embedding_dim": 16}
+    accumulation_collator_options = [{}, {"loss_normalization": "masked_mean"}]
