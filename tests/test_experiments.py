@@ -78,6 +78,11 @@ def test_unknown_family_is_a_clear_error(tmp_path):
         ("training.learning_rate=x", r"training\.learning_rate must be float"),
         ("data.block_size=abc", r"data\.block_size must be int \| None"),
         ("collator.loss_on_prompt=maybe", r"collator\.loss_on_prompt must be bool"),
+        ("eval_tasks.prediction.limit=abc", r"eval_tasks\.prediction\.limit must be int \| None"),
+        ("eval_tasks.prediction.limit=0", r"eval_tasks\.prediction\.limit must be a positive number"),
+        ("eval_tasks.prediction.kind=sample", r"eval_tasks\.prediction\.kind must be loss or generate"),
+        ("eval_tasks.prediction.metrics=exact_match", r"eval_tasks\.prediction\.metrics must be list"),
+        ("training.per_device_eval_batch_size=0", r"training\.per_device_eval_batch_size must be at least 1"),
     ],
 )
 def test_values_of_the_wrong_type_name_the_field_and_the_type(override, message):

@@ -55,6 +55,19 @@ SECTIONS = (
     "card",
 )
 EVAL_TASK_KEYS = ("kind", "split", "metrics", "limit", "collator")
+EVAL_TASK_TYPES = {
+    "kind": str,
+    "split": str,
+    "metrics": list[str],
+    "limit": int | None,
+    "collator": str | None,
+}
+# Trainer fields that must be at least 1 (TrainingArguments would only fail at the first evaluation, after training)
+POSITIVE_TRAINING_FIELDS = (
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+)
 # What the model card says beyond the other sections (see xlm_hf/model_card.py).
 CARD_KEYS = ("license", "datasets", "base_model", "training_data", "hub_model_id", "project_url")
 
@@ -313,6 +326,10 @@ def validate_experiment(experiment: dict[str, Any]) -> None:
     training_types = {f.name: f.type for f in dataclasses.fields(TrainingArguments)}
     training_types["resume_from_checkpoint"] = str | bool | None  # `true` resumes from the latest checkpoint
     _check_types("training", experiment["training"], training_types)
+    for field in POSITIVE_TRAINING_FIELDS:
+        value = experiment["training"].get(field)
+        if value is not None and value < 1:
+            raise ExperimentError(f"training.{field} must be at least 1, got {value}.")
     generation_class = getattr(family.model_class, "generation_config_class", None) or GenerationConfig
     _check_keys(
         "generation", experiment["generation"], set(generation_class().to_dict()) - {"transformers_version"}
@@ -323,6 +340,13 @@ def validate_experiment(experiment: dict[str, Any]) -> None:
                 f"Eval task {name!r} must be a mapping with keys {', '.join(EVAL_TASK_KEYS)}."
             )
         _check_keys(f"eval_tasks.{name}", task, set(EVAL_TASK_KEYS))
+        _check_types(f"eval_tasks.{name}", task, EVAL_TASK_TYPES)
+        if task.get("kind", "loss") not in ("loss", "generate"):
+            raise ExperimentError(f"eval_tasks.{name}.kind must be loss or generate, got {task['kind']!r}.")
+        if task.get("limit") is not None and task["limit"] < 1:
+            raise ExperimentError(
+                f"eval_tasks.{name}.limit must be a positive number of examples, got {task['limit']}."
+            )
     _check_keys("card", experiment["card"], set(CARD_KEYS))
 
 
