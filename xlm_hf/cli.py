@@ -1,4 +1,4 @@
-"""The `xlm-hf` command line: prepare-data, train, eval, generate, card, push.
+"""The `xlm-hf` command line: prepare-data, train, eval, generate, card, push, new-family.
 
     xlm-hf prepare-data star_easy
     xlm-hf train star_easy_arlm training.max_steps=200 model.num_hidden_layers=2
@@ -7,6 +7,7 @@
     xlm-hf generate outputs/star_easy_arlm --prompt "3 7 7 12 ... 3 15"
     xlm-hf card outputs/star_easy_arlm
     xlm-hf push outputs/star_easy_arlm --repo-id my-org/star-easy-arlm [--private] [--revision BRANCH]
+    xlm-hf new-family my_lm --like mlm
 
 Errors in what the user asked for (unknown experiment, key, task; bad model folder; bad prompt) print one line
 starting with `error:` and exit with status 2.
@@ -135,6 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("model", help="a model folder")
     card.add_argument("--repo-id", default=None, help="the Hub id to show in the usage snippet")
     card.add_argument("--no-widget", action="store_true", help="do not generate widget examples")
+
+    family = sub.add_parser(
+        "new-family", help="write a new family (model, loss, collators, Trainer, experiment, card, tests)"
+    )
+    family.add_argument("name", help="the new family's name, a lowercase Python identifier (e.g. my_lm)")
+    family.add_argument(
+        "--like", default="mlm", help="the family to copy and rename (mlm or arlm; default: mlm)"
+    )
+    family.add_argument(
+        "--root", default=None, help="the source checkout to write into (default: xlm_hf's own)"
+    )
     return parser
 
 
@@ -274,6 +286,15 @@ def _run(args: argparse.Namespace) -> int:
         from .jobs import write_card
 
         print(write_card(args.model, repo_id=args.repo_id, widget=not args.no_widget))
+        return 0
+
+    if args.command == "new-family":
+        from .scaffold import new_family, next_steps
+
+        written = new_family(args.name, like=args.like, root=args.root)
+        print(f"Wrote the {args.name} family (copied from {args.like}):")
+        print("\n".join(f"  {path}" for path in written))
+        print(next_steps(args.name, written))
         return 0
     return 1
 
