@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from test_masked_trainers import EXAMPLES, TINY  # the same tiny models and examples as the Trainer tests
 from transformers import TrainingArguments
 from xlm_hf.modeling.modeling_arlm import arlm_loss
 from xlm_hf.modeling.modeling_ilm import ilm_loss
@@ -17,15 +18,6 @@ from xlm_hf.experiment import ExperimentError, load_experiment
 from xlm_hf.families import get_family
 
 FAMILIES = ["arlm", "mlm", "mdlm", "ilm"]
-TINY = dict(
-    vocab_size=27,
-    hidden_size=32,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    intermediate_size=64,
-    max_position_embeddings=32,
-)
-EXAMPLES = [{"prompt_ids": [7 + i, 8 + i], "target_ids": list(range(9, 9 + 1 + (i % 4)))} for i in range(8)]
 MASK = 2
 
 

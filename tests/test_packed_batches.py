@@ -4,40 +4,12 @@ equals running it alone) or, for the ILM, refuses them with one clear error."""
 
 import pytest
 import torch
+from test_model_conformance import tiny  # the same tiny, seeded model of each family
 from transformers import DataCollatorWithFlattening
 from xlm_hf.modeling.backbone import packed_sequence_ids
-from xlm_hf.modeling.configuration_arlm import ARLMConfig
-from xlm_hf.modeling.configuration_ilm import ILMConfig
-from xlm_hf.modeling.configuration_mdlm import MDLMConfig
-from xlm_hf.modeling.configuration_mlm import MLMConfig
-from xlm_hf.modeling.modeling_arlm import ARLMForCausalLM
-from xlm_hf.modeling.modeling_ilm import ILMModelForInsertionLM
-from xlm_hf.modeling.modeling_mdlm import MDLMForMaskedDiffusionLM
-from xlm_hf.modeling.modeling_mlm import MLMForMaskedLM
 
 MASK = 2
 SEQUENCES = [[7, 9, 2, 11, 8], [12, 2, 15, 9], [20, 2, 13]]  # with [MASK]s, so the MDLM's estimate varies
-FAMILIES = {
-    "arlm": (ARLMConfig, ARLMForCausalLM, {}),
-    "mlm": (MLMConfig, MLMForMaskedLM, {}),
-    "mdlm": (MDLMConfig, MDLMForMaskedDiffusionLM, {"zero_init_output": False, "time_embedding_dim": 16}),
-}
-
-
-def tiny(family: str, attn_implementation: str = "sdpa", **overrides):
-    config_class, model_class, options = FAMILIES[family]
-    torch.manual_seed(0)
-    config = config_class(
-        vocab_size=27,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=32,
-        **{**options, **overrides},
-    )
-    model = model_class(config).eval()
-    model.set_attn_implementation(attn_implementation)
-    return model
 
 
 def flattened(sequences: list[list[int]]) -> dict:
@@ -57,7 +29,7 @@ def test_sequence_ids_follow_position_restarts_and_ignore_padding():
 @pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
 @pytest.mark.parametrize("family", ["arlm", "mlm", "mdlm"])
 def test_each_packed_sequence_equals_running_it_alone(family, attn_implementation):
-    model = tiny(family, attn_implementation)
+    model = tiny(family, attn_implementation=attn_implementation)
     packed = flattened(SEQUENCES)
     noise = {}
     if family == "mdlm":
@@ -140,10 +112,7 @@ def test_arlm_loss_of_a_flattened_batch_equals_the_loss_of_each_sequence():
 
 
 def test_ilm_refuses_packed_rows_with_one_clear_error():
-    torch.manual_seed(0)
-    model = ILMModelForInsertionLM(
-        ILMConfig(vocab_size=27, hidden_size=32, num_hidden_layers=2, num_attention_heads=2)
-    ).eval()
+    model = tiny("ilm")
     packed = flattened([[1, 4, 9, 10], [1, 4, 12]])
     with pytest.raises(ValueError, match="does not take packed sequences"):
         model(**packed)
