@@ -170,3 +170,56 @@ def test_generated_family_trains_passes_its_contracts_and_loads_without_xlm_hf(g
     )
     assert "CLASS ToyForMaskedLM transformers_modules" in result.stdout and "xlm-hf-toy" in result.stdout
     assert int(result.stdout.split("NEW")[1].split()[0]) >= 4
+
+
+@pytest.mark.parametrize(
+    "like, name, model_class, loss_ratio",
+    [
+        ("mdlm", "diffusion_toy", "DiffusionToyForMaskedDiffusionLM", 0.1),
+        # ILM's loss has a floor: a gap missing several tokens has several right answers (the target spreads over
+        # them), so one repeated batch cannot drive it to zero
+        ("ilm", "insertion_toy", "InsertionToyModelForInsertionLM", 0.6),
+    ],
+)
+def test_copies_of_mdlm_and_ilm_train_pass_their_contracts_and_load_without_xlm_hf(
+    generated, data_dir, capsys, like, name, model_class, loss_ratio
+):
+    assert main(["new-family", name, "--like", like, "--root", str(generated)]) == 0
+    capsys.readouterr()
+    modeling = (generated / f"modeling/modeling_{name}.py").read_text()
+    assert f"class {model_class}(" in modeling and f"def {name}_loss(" in modeling
+
+    out = generated / "outputs" / f"overfit_{name}"
+    train = run_in(
+        generated,
+        *("-m", "xlm_hf.cli", "train", f"star_easy_{name}", "--debug", "overfit", *TINY),
+        f"training.output_dir={out}",
+        data_dir=data_dir,
+    )
+    assert train.returncode == 0, train.stderr[-3000:]
+    summary = json.loads(train.stdout.strip().splitlines()[-1])
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    initial = next(entry["loss"] for entry in history if "loss" in entry)
+    assert summary["final_logged_loss"] < loss_ratio * initial, (initial, summary["final_logged_loss"])
+
+    tests = run_in(
+        generated, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"tests/test_{name}.py", data_dir=data_dir
+    )
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert " passed" in tests.stdout and "failed" not in tests.stdout
+
+    result = run_without_xlm_hf(
+        f"""
+        from transformers import AutoModel, AutoTokenizer
+        model = AutoModel.from_pretrained({str(out)!r}, trust_remote_code=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained({str(out)!r}, trust_remote_code=True)
+        inputs = tokenizer(["3 4 5"], return_tensors="pt")
+        output = model.generate(**inputs, max_new_tokens=4, num_steps=4, do_sample=False)
+        print("CLASS", type(model).__name__, type(model).__module__, model.config.model_type)
+        print("NEW", int(output.new_token_mask.sum()))
+        """,
+        cwd=str(out.parent),
+    )
+    assert f"CLASS {model_class} transformers_modules" in result.stdout, result.stderr[-3000:]
+    assert f"xlm-hf-{name}" in result.stdout
+    assert int(result.stdout.split("NEW")[1].split()[0]) >= 1

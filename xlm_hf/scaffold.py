@@ -29,24 +29,32 @@ class _Template:
     prefix: str
     collator_contract: str
     generation_contract: str
+    model_contract: str = ""
+    trainer_contract: str = ""
+    imports: str = ""
 
 
-# The families `new-family` can copy. MLM is the simplest non-autoregressive one; ARLM the autoregressive baseline.
+# The families `new-family` can copy. MLM is the simplest non-autoregressive one; ARLM the autoregressive baseline;
+# MDLM adds time conditioning (a noise level per row) to MLM; ILM inserts tokens instead of unmasking them.
+MASKED_HISTORY_CONTRACT = (
+    '    history_options = {"output_history": True}\n'
+    "    supports_infilling = True\n"
+    '    infill_options = {"max_new_tokens": 0}\n'
+    "\n"
+    "    def replay_history(self, output, row):\n"
+    "        return self.real_tokens(output.history[-1], row)  # the canvas after the last step\n"
+)
+MASKED_COLLATOR_CONTRACT = (
+    "    # prompt from column 0, then the target slot: the row is right-padded as a whole\n"
+    '    padding_sides = {**CollatorContract.padding_sides, "seq2seq": "right"}\n'
+)
 TEMPLATES = {
     "mlm": _Template(
         prefix="MLM",
-        collator_contract=(
-            "    # prompt from column 0, then the target slot: the row is right-padded as a whole\n"
-            '    padding_sides = {**CollatorContract.padding_sides, "seq2seq": "right"}\n'
-        ),
+        collator_contract=MASKED_COLLATOR_CONTRACT,
         generation_contract=(
             '    generation_options = {"num_steps": 4, "do_sample": False, "suppress_tokens": SPECIAL_IDS}\n'
-            '    history_options = {"output_history": True}\n'
-            "    supports_infilling = True\n"
-            '    infill_options = {"max_new_tokens": 0}\n'
-            "\n"
-            "    def replay_history(self, output, row):\n"
-            "        return self.real_tokens(output.history[-1], row)  # the canvas after the last step\n"
+            + MASKED_HISTORY_CONTRACT
         ),
     ),
     "arlm": _Template(
@@ -57,6 +65,55 @@ TEMPLATES = {
             '    generation_options = {"do_sample": False, "suppress_tokens": SPECIAL_IDS}\n'
         ),
     ),
+    "mdlm": _Template(
+        prefix="MDLM",
+        imports="import torch\n",
+        # a non-zero output layer, so outputs (and their equality checks) are not trivially zero
+        model_contract=(
+            '    config_overrides = {"zero_init_output": False, "time_embedding_dim": 16}\n'
+            "\n"
+            "    def extra_inputs(self, input_ids):\n"
+            '        return {"noise_level": torch.linspace(0.5, 5.0, input_ids.shape[0])}\n'
+        ),
+        collator_contract=MASKED_COLLATOR_CONTRACT,
+        trainer_contract='    config_overrides = {"zero_init_output": False, "time_embedding_dim": 16}\n',
+        generation_contract=(
+            '    config_overrides = {"time_embedding_dim": 16}\n'
+            "    generation_options = {\n"
+            '        "num_steps": 4,\n'
+            '        "do_sample": False,\n'
+            '        "suppress_tokens": SPECIAL_IDS,\n'
+            '        "sampler": "unmask",\n'
+            "    }\n" + MASKED_HISTORY_CONTRACT
+        ),
+    ),
+    "ilm": _Template(
+        prefix="ILM",
+        model_contract=(
+            "\n"
+            "    def auxiliary_loss(self, model, inputs):\n"
+            "        return model(**inputs).stopping_logits.float().logsumexp(-1).mean()\n"
+        ),
+        # one item per row: the deletions are in target_positions / target_tokens
+        collator_contract="    token_labels = False\n",
+        generation_contract=(
+            '    generation_options = {"stopping_threshold": 1.0}  # never stops early: fixed lengths\n'
+            '    history_options = {"output_history": True}\n'
+            "    supports_infilling = True\n"
+            '    infill_options = {"max_new_tokens": 3}\n'
+            "    layout_tokens = 2  # [CLS] prompt [BOS]\n"
+            "    # the plain initialisation: perturbed weights saturate the stopping head\n"
+            "    weight_noise = 0.0\n"
+            "\n"
+            "    def replay_history(self, output, row):\n"
+            "        sequence = self.real_tokens(output.initial_sequences, row)\n"
+            "        positions, tokens = output.history_positions[row].tolist(), output.history_tokens[row].tolist()\n"
+            "        for position, token in zip(positions, tokens):\n"
+            "            if position >= 0:\n"
+            "                sequence.insert(position, token)\n"
+            "        return sequence\n"
+        ),
+    ),
 }
 
 TEST_FILE = '''"""The {name} family against every shared contract: model, collators, Trainer and generation.
@@ -65,15 +122,15 @@ Written by `xlm-hf new-family {name} --like {like}` with the options the contrac
 model; add the tests of what makes {name} itself below.
 """
 
-from collator_contract import CollatorContract
-from generation_contract import SPECIAL_IDS, GenerationContract
+{imports}from collator_contract import CollatorContract
+from generation_contract import {generation_imports}
 from model_contract import ModelContract
 from trainer_contract import TrainerContract
 
 
 class Test{camel}Contract(ModelContract):
     family = "{name}"
-
+{model_contract}
 
 class Test{camel}CollatorContract(CollatorContract):
     family = "{name}"
@@ -81,7 +138,7 @@ class Test{camel}CollatorContract(CollatorContract):
 
 class Test{camel}TrainerContract(TrainerContract):
     family = "{name}"
-
+{trainer_contract}
 
 class Test{camel}GenerationContract(GenerationContract):
     family = "{name}"
@@ -193,7 +250,16 @@ def _plan(name: str, like: str, root: Path) -> dict[str, str]:
         name=name,
         like=like,
         camel=camel_case(name),
+        imports=template.imports,
+        generation_imports=", ".join(
+            [
+                *(["SPECIAL_IDS"] if "SPECIAL_IDS" in template.generation_contract else []),
+                "GenerationContract",
+            ]
+        ),
+        model_contract=template.model_contract,
         collator_contract=template.collator_contract,
+        trainer_contract=template.trainer_contract,
         generation_contract=template.generation_contract,
     )
     existing = [path for path in files if (root / path).exists()]
