@@ -1,6 +1,6 @@
 """Configuration of the autoregressive baseline (ARLM)."""
 
-from .configuration_backbone import XLMBackboneConfig, check_bool
+from .configuration_backbone import XLMBackboneConfig, check_bool, resolve_prompt_layout
 
 
 class ARLMConfig(XLMBackboneConfig):
@@ -10,8 +10,9 @@ class ARLMConfig(XLMBackboneConfig):
 
     Args:
         use_cache (`bool`): Whether generation uses the KV cache (default `True`).
-        bos_position (`str`): Where `[BOS]` goes in a prompt: `"after_prompt"` (seq2seq layout
-            `prompt [BOS] target`), `"before_prompt"` (language-model layout `[BOS] text`) or `"none"`.
+        prompt_layout (`str`): What a prompt is: `"seq2seq"` (`prompt [BOS] target`), `"lm"` (`[BOS] text`) or
+            `"none"` (no `[BOS]`). The deprecated `bos_position` (`"after_prompt"`, `"before_prompt"`, `"none"`) is
+            read and translated.
 
     Example:
 
@@ -23,14 +24,16 @@ class ARLMConfig(XLMBackboneConfig):
 
     model_type = "xlm-hf-arlm"
 
-    def __init__(self, use_cache: bool = True, bos_position: str = "after_prompt", **kwargs):
+    def __init__(
+        self,
+        use_cache: bool = True,
+        prompt_layout: str | None = None,
+        bos_position: str | None = None,
+        **kwargs,
+    ):
         check_bool("use_cache", use_cache)
-        if bos_position not in ("after_prompt", "before_prompt", "none"):
-            raise ValueError(
-                f"bos_position must be 'after_prompt', 'before_prompt' or 'none', got {bos_position!r}."
-            )
         self.use_cache = use_cache
-        self.bos_position = bos_position
+        self.prompt_layout = resolve_prompt_layout(prompt_layout, bos_position, default="seq2seq")
         super().__init__(**kwargs)
 
 

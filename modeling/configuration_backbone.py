@@ -9,6 +9,16 @@ from numbers import Integral, Real
 
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+# What a plain prompt is, in every family: `"seq2seq"` a source to answer (`prompt [BOS] answer`; ILM: `[CLS]
+# prompt [BOS]`), `"lm"` text to continue (`[BOS] prompt ...`; ILM: `[CLS] [BOS] prompt`, insertions anywhere),
+# `"none"` text without `[BOS]` (masked and autoregressive families only).
+PROMPT_LAYOUTS = ("seq2seq", "lm", "none")
+# The masked and autoregressive families once spelled the option `bos_position`, by where `[BOS]` goes.
+BOS_POSITION_TO_PROMPT_LAYOUT = {"after_prompt": "seq2seq", "before_prompt": "lm", "none": "none"}
 
 
 def check_int(name: str, value, minimum: int, optional: bool = False) -> None:
@@ -44,6 +54,31 @@ def check_number(
 def check_bool(name: str, value) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be true or false, got {value!r}.")
+
+
+def resolve_prompt_layout(
+    prompt_layout: str | None, bos_position: str | None, default: str | None
+) -> str | None:
+    """`prompt_layout`, or the deprecated `bos_position` translated to it (warned once); giving both is an error."""
+    if bos_position is not None:
+        if prompt_layout is not None:
+            raise ValueError(
+                "Got both `bos_position` and `prompt_layout`; they are one option: give only `prompt_layout`."
+            )
+        if bos_position not in BOS_POSITION_TO_PROMPT_LAYOUT:
+            raise ValueError(
+                f"bos_position must be one of {tuple(BOS_POSITION_TO_PROMPT_LAYOUT)}, got {bos_position!r}."
+            )
+        prompt_layout = BOS_POSITION_TO_PROMPT_LAYOUT[bos_position]
+        logger.warning_once(
+            f"`bos_position` is deprecated: use `prompt_layout` (bos_position={bos_position!r} is "
+            f"prompt_layout={prompt_layout!r})."
+        )
+    if prompt_layout is None:
+        return default
+    if prompt_layout not in PROMPT_LAYOUTS:
+        raise ValueError(f"prompt_layout must be one of {PROMPT_LAYOUTS}, got {prompt_layout!r}.")
+    return prompt_layout
 
 
 class XLMBackboneConfig(PreTrainedConfig):

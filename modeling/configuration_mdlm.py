@@ -1,9 +1,7 @@
 """Configuration of the masked diffusion language model (MDLM, arXiv 2406.07524)."""
 
-from .configuration_backbone import XLMBackboneConfig, check_bool, check_number
+from .configuration_backbone import XLMBackboneConfig, check_bool, check_number, resolve_prompt_layout
 from .noise_schedules import NOISE_SCHEDULES, NoiseSchedule, build_noise_schedule
-
-BOS_POSITIONS = ("after_prompt", "before_prompt", "none")
 
 
 class MDLMConfig(XLMBackboneConfig):
@@ -23,8 +21,9 @@ class MDLMConfig(XLMBackboneConfig):
             here (`get_noise_schedule`), so it is set once, as `model.sigma_max` in an experiment.
         zero_init_output (`bool`): Whether the output layer starts at zero (uniform predictions), as in DiT/MDLM.
             Ignored when the head is tied to the embeddings.
-        bos_position (`str`): The layout `generate` gives a plain tokenized prompt: `"after_prompt"`
-            (`prompt [BOS] [MASK]...`), `"before_prompt"` or `"none"`.
+        prompt_layout (`str`): The layout `generate` gives a plain tokenized prompt: `"seq2seq"`
+            (`prompt [BOS] [MASK]...`), `"lm"` (`[BOS] prompt [MASK]...`) or `"none"`. The deprecated `bos_position`
+            (`"after_prompt"`, `"before_prompt"`, `"none"`) is read and translated.
 
     Example:
 
@@ -42,7 +41,8 @@ class MDLMConfig(XLMBackboneConfig):
         noise_schedule: str = "loglinear",
         sigma_max: float = 10.0,
         zero_init_output: bool = True,
-        bos_position: str = "after_prompt",
+        prompt_layout: str | None = None,
+        bos_position: str | None = None,
         **kwargs,
     ):
         if not isinstance(noise_schedule, str) or noise_schedule not in NOISE_SCHEDULES:
@@ -51,12 +51,10 @@ class MDLMConfig(XLMBackboneConfig):
             )
         check_number("sigma_max", sigma_max, 0, inclusive=False)
         check_bool("zero_init_output", zero_init_output)
-        if bos_position not in BOS_POSITIONS:
-            raise ValueError(f"bos_position must be one of {BOS_POSITIONS}, got {bos_position!r}.")
         self.noise_schedule = noise_schedule
         self.sigma_max = sigma_max
         self.zero_init_output = zero_init_output
-        self.bos_position = bos_position
+        self.prompt_layout = resolve_prompt_layout(prompt_layout, bos_position, default="seq2seq")
         super().__init__(time_conditioning=time_conditioning, **kwargs)
 
     def get_noise_schedule(self) -> NoiseSchedule:

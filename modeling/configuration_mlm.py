@@ -1,8 +1,6 @@
 """Configuration of the masked language model (MLM): "absorbing diffusion without time"."""
 
-from .configuration_backbone import XLMBackboneConfig
-
-BOS_POSITIONS = ("after_prompt", "before_prompt", "none")
+from .configuration_backbone import XLMBackboneConfig, resolve_prompt_layout
 
 
 class MLMConfig(XLMBackboneConfig):
@@ -12,9 +10,10 @@ class MLMConfig(XLMBackboneConfig):
     notion of time), plus:
 
     Args:
-        bos_position (`str`): The layout `generate` gives a plain tokenized prompt, matching the collator the model
-            was trained with: `"after_prompt"` (seq2seq: `prompt [BOS] [MASK]...`), `"before_prompt"`
-            (`[BOS] prompt [MASK]...`) or `"none"` (`prompt [MASK]...`, language-model pretraining without BOS).
+        prompt_layout (`str`): The layout `generate` gives a plain tokenized prompt, matching the collator the model
+            was trained with: `"seq2seq"` (`prompt [BOS] [MASK]...`), `"lm"` (`[BOS] prompt [MASK]...`) or
+            `"none"` (`prompt [MASK]...`, language-model pretraining without BOS). The deprecated `bos_position`
+            (`"after_prompt"`, `"before_prompt"`, `"none"`) is read and translated.
 
     Example:
 
@@ -26,13 +25,12 @@ class MLMConfig(XLMBackboneConfig):
 
     model_type = "xlm-hf-mlm"
 
-    def __init__(self, bos_position: str = "after_prompt", **kwargs):
-        if bos_position not in BOS_POSITIONS:
-            raise ValueError(f"bos_position must be one of {BOS_POSITIONS}, got {bos_position!r}.")
+    def __init__(self, prompt_layout: str | None = None, bos_position: str | None = None, **kwargs):
+        prompt_layout = resolve_prompt_layout(prompt_layout, bos_position, default="seq2seq")
         if kwargs.get("time_conditioning"):
             raise ValueError("The MLM is not time-conditioned; use the MDLM family for a noise-level input.")
         kwargs["time_conditioning"] = False
-        self.bos_position = bos_position
+        self.prompt_layout = prompt_layout
         super().__init__(**kwargs)
 
 

@@ -8,7 +8,7 @@ samplers) and the mixin (how the model is called at a noise level); see `generat
 `new_token_mask`) is in `generation_utils.py`.
 
 Canvas layout. Plain tokenized prompts (left-padded, as `tokenizer(prompts, padding=True, return_tensors="pt")`
-returns them) become `prompt [BOS] [MASK] * max_new_tokens` (where `[BOS]` goes follows `config.bos_position`), still
+returns them) become `prompt [BOS] [MASK] * max_new_tokens` (the layout follows `config.prompt_layout`), still
 left-padded. Every `[MASK]` of the canvas is generated, including `[MASK]`s written in the prompt (infilling); every
 other token is copied unchanged. `max_new_tokens=0` therefore means pure infilling: fill the prompt's masks, add
 nothing. Without `input_ids` the canvas is unconditional (`[BOS]? [MASK] * max_new_tokens`).
@@ -42,6 +42,7 @@ from transformers.generation import LogitsProcessorList
 from transformers.modeling_outputs import ModelOutput
 from transformers.utils import logging
 
+from .configuration_backbone import PROMPT_LAYOUTS
 from .generation_utils import (
     NonAutoregressiveGenerationMixin,
     XLMGenerationConfig,
@@ -55,7 +56,6 @@ logger = logging.get_logger(__name__)
 
 UNMASKING_ORDERS = ("random", "top_prob", "prob_diff", "entropy")
 SAMPLERS = ("unmask", "ancestral")
-BOS_POSITIONS = ("after_prompt", "before_prompt", "none")
 # Upper bound of num_steps: the larger of MAX_STEPS and MAX_STEPS_PER_POSITION per position to fill (MDLM's paper
 # samples 1024 tokens in up to 1000 steps, so this leaves room for any schedule while refusing typos like 1e8).
 MAX_STEPS = 1024
@@ -81,7 +81,7 @@ _FIELDS = (
     "output_history",
     "return_dict_in_generate",
     "suppress_tokens",
-    "bos_position",
+    "prompt_layout",
     "bos_token_id",
     "pad_token_id",
     "eos_token_id",
@@ -141,8 +141,8 @@ class MaskedGenerationConfig(XLMGenerationConfig):
             the same, whatever `set_seed` says.
         output_history (`bool`): Return the canvas after every step.
         return_dict_in_generate (`bool`): Return a [`MaskedGenerationOutput`] (default) or only the sequences.
-        bos_position (`str`, *optional*): Overrides the model config's layout (`after_prompt`, `before_prompt`,
-            `none`).
+        prompt_layout (`str`, *optional*): Overrides the model config's layout (`seq2seq`: `prompt [BOS] [MASK]...`,
+            `lm`: `[BOS] prompt [MASK]...`, `none`: no `[BOS]`). Deprecated alias: `bos_position`.
         bos_token_id, pad_token_id, eos_token_id, mask_token_id (`int`, *optional*): Special tokens; taken from the
             model config when unset.
     """
@@ -263,10 +263,10 @@ class MaskedGenerationConfig(XLMGenerationConfig):
             )
         if self.seed is not None:
             check(is_int(self.seed), f"seed must be an integer, got {self.seed!r}.")
-        if self.bos_position is not None:
+        if self.prompt_layout is not None:
             check(
-                self.bos_position in BOS_POSITIONS,
-                f"bos_position must be one of {BOS_POSITIONS}, got {self.bos_position!r}.",
+                self.prompt_layout in PROMPT_LAYOUTS,
+                f"prompt_layout must be one of {PROMPT_LAYOUTS}, got {self.prompt_layout!r}.",
             )
         if self.suppress_tokens is not None:
             check(
@@ -281,11 +281,11 @@ class MaskedGenerationConfig(XLMGenerationConfig):
         for key, value in self._get_default_generation_params().items():
             if getattr(resolved, key) is None:
                 setattr(resolved, key, value)
-        for key in ("bos_token_id", "pad_token_id", "eos_token_id", "mask_token_id", "bos_position"):
+        for key in ("bos_token_id", "pad_token_id", "eos_token_id", "mask_token_id", "prompt_layout"):
             if getattr(resolved, key) is None:
                 setattr(resolved, key, getattr(model_config, key, None))
-        if resolved.bos_position is None:
-            resolved.bos_position = "after_prompt"
+        if resolved.prompt_layout is None:
+            resolved.prompt_layout = "seq2seq"
         resolved.validate()
         return resolved
 
@@ -511,7 +511,7 @@ class MaskedDenoisingGenerationMixin(NonAutoregressiveGenerationMixin):
             unconditional = False
 
         prompt_width = max((len(row) for row in rows), default=0)
-        bos_extra = 0 if config.bos_position == "none" else 1
+        bos_extra = 0 if config.prompt_layout == "none" else 1
         new_tokens = config.max_new_tokens
         if config.max_length is not None:
             new_tokens = config.max_length - prompt_width - bos_extra
@@ -524,21 +524,17 @@ class MaskedDenoisingGenerationMixin(NonAutoregressiveGenerationMixin):
             raise ValueError("Unconditional generation needs max_new_tokens > 0 (or max_length).")
 
         bos, mask = config.bos_token_id, config.mask_token_id
-        if new_tokens > 0 and config.bos_position != "none" and bos is None:
-            raise ValueError(f"bos_position={config.bos_position!r} needs a bos_token_id.")
+        if new_tokens > 0 and config.prompt_layout != "none" and bos is None:
+            raise ValueError(f"prompt_layout={config.prompt_layout!r} needs a bos_token_id.")
         laid_out = []
         for row in rows:
             if (
                 new_tokens > 0
-                and config.bos_position == "after_prompt"
+                and config.prompt_layout == "seq2seq"
                 and (len(row) == 0 or int(row[-1]) != bos)
             ):
                 row = torch.cat([row, row.new_tensor([bos])])
-            elif (
-                new_tokens > 0
-                and config.bos_position == "before_prompt"
-                and (len(row) == 0 or int(row[0]) != bos)
-            ):
+            elif new_tokens > 0 and config.prompt_layout == "lm" and (len(row) == 0 or int(row[0]) != bos):
                 row = torch.cat([row.new_tensor([bos]), row])
             laid_out.append(torch.cat([row, row.new_full((new_tokens,), mask)]))
 

@@ -24,6 +24,8 @@ from transformers.generation import (
 )
 from transformers.utils import logging
 
+from .configuration_backbone import BOS_POSITION_TO_PROMPT_LAYOUT
+
 logger = logging.get_logger(__name__)
 
 # One vocabulary of option names across decoders: old name -> the name every decoder now uses. The old names are
@@ -33,7 +35,10 @@ DEPRECATED_OPTION_NAMES: dict[str, str] = {
     "max_steps": "num_steps",
     "return_history": "output_history",
     "suppress_token_ids": "suppress_tokens",
+    "bos_position": "prompt_layout",
 }
+# Deprecated names whose values are spelled differently too: old value -> current value.
+DEPRECATED_OPTION_VALUES: dict[str, dict[Any, Any]] = {"bos_position": BOS_POSITION_TO_PROMPT_LAYOUT}
 _METADATA = ("_commit_hash", "_from_model_config", "transformers_version")
 
 
@@ -46,8 +51,16 @@ def resolve_option_aliases(options: dict[str, Any], known: set[str] | dict[str, 
             continue
         if new in resolved:
             raise ValueError(f"Got both `{old}` and `{new}`; they are one option: give only `{new}`.")
-        logger.warning_once(f"The generation option `{old}` is deprecated: use `{new}` (same meaning).")
-        resolved[new] = resolved.pop(old)
+        value = resolved.pop(old)
+        translated = value
+        if old in DEPRECATED_OPTION_VALUES:
+            translated = DEPRECATED_OPTION_VALUES[old].get(value, value)
+            logger.warning_once(
+                f"The generation option `{old}` is deprecated: use `{new}` ({old}={value!r} is {new}={translated!r})."
+            )
+        else:
+            logger.warning_once(f"The generation option `{old}` is deprecated: use `{new}` (same meaning).")
+        resolved[new] = translated
     return resolved
 
 

@@ -17,7 +17,7 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
     Generation is transformers' own (greedy, sampling, top-k/top-p, beam search, KV cache through `Cache`).
     The only addition is the prompt layout the model was trained with: by default a seq2seq ARLM reads
     `prompt [BOS] target [EOS]`, so `generate` appends `[BOS]` to plain tokenized prompts
-    (`config.bos_position = "after_prompt"`); an LM-pretrained ARLM reads `[BOS] text` (`"before_prompt"`).
+    (`config.prompt_layout = "seq2seq"`); an LM-pretrained ARLM reads `[BOS] text` (`"lm"`).
     """
 
     config_class = ARLMConfig
@@ -106,7 +106,7 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
         """transformers' `generate`, after laying out the prompts as the model was trained on.
 
         A prompt row that lacks the layout token gets it (`[BOS]` after the prompt, or before it for
-        `config.bos_position = "before_prompt"`); a row that already has it is left alone, so a sequence being
+        `config.prompt_layout = "lm"`); a row that already has it is left alone, so a sequence being
         continued (from a returned `cache`, as assisted decoding's draft, or re-tokenized output) never gets a second
         one. `inputs_embeds` and caller-supplied `position_ids` get the same layout as `input_ids`. The layout token
         is not counted by the caller's `max_length` (it grows by the tokens added), and a caller's `max_length` wins
@@ -121,9 +121,9 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
         if attention_mask is None:
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
         if input_ids is not None:
-            source = prompt_layout(input_ids, attention_mask, self.config)
+            source = layout_source(input_ids, attention_mask, self.config)
         else:  # embeddings alone: a row holding the embedding of [BOS] is laid out
-            source = prompt_layout(
+            source = layout_source(
                 None, attention_mask, self.config, has_layout=self._rows_embed_bos(inputs_embeds)
             )
         added = source.shape[1] - reference.shape[1]
@@ -218,7 +218,7 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
     def _apply_layout(
         self, source: torch.Tensor, input_ids: torch.Tensor | None, attention_mask: torch.Tensor, kwargs: dict
     ) -> tuple[torch.Tensor | None, torch.Tensor, dict]:
-        """Rebuilds every per-column input (ids, mask, embeddings, positions) from `prompt_layout`'s `source`."""
+        """Rebuilds every per-column input (ids, mask, embeddings, positions) from `layout_source`'s `source`."""
         kwargs = dict(kwargs)
         inserted, padding = source.eq(LAYOUT_TOKEN), source.eq(PADDING)
         columns = source.clamp(min=0)
@@ -234,9 +234,9 @@ class ARLMForCausalLM(XLMPreTrainedModel, GenerationMixin):
             embeds = torch.where(inserted[..., None], table[config.bos_token_id], embeds)
             kwargs["inputs_embeds"] = torch.where(padding[..., None], table[pad], embeds)
         if (position_ids := kwargs.get("position_ids")) is not None:
-            if config.bos_position != "after_prompt":
+            if config.prompt_layout != "seq2seq":
                 raise ValueError(
-                    "With position_ids, give prompts that already start with [BOS] (bos_position='before_prompt'): "
+                    "With position_ids, give prompts that already start with [BOS] (prompt_layout='lm'): "
                     "generate cannot tell which positions the added token should shift."
                 )
             # the token after a prompt takes the position after the prompt's last one (0 after an empty prompt)
@@ -298,11 +298,11 @@ def arlm_loss(
     return loss_sum, shift_labels.ne(-100).sum()
 
 
-# Entries of `prompt_layout`'s source map that are not columns of the given prompt.
+# Entries of `layout_source`'s map that are not columns of the given prompt.
 LAYOUT_TOKEN, PADDING = -1, -2
 
 
-def prompt_layout(
+def layout_source(
     input_ids: torch.Tensor | None,
     attention_mask: torch.Tensor,
     config: ARLMConfig,
@@ -311,14 +311,14 @@ def prompt_layout(
     """Where each column of the laid-out, left-padded prompts comes from: `(batch, new_width)` holding a column of
     the given prompts, `LAYOUT_TOKEN` for an added `[BOS]` or `PADDING`.
 
-    A row is laid out already when `[BOS]` is among its real tokens (`"after_prompt"`: a prompt that ends with it,
-    or a sequence being continued) or is its first real token (`"before_prompt"`); `has_layout` overrides this
+    A row is laid out already when `[BOS]` is among its real tokens (`"seq2seq"`: a prompt that ends with it,
+    or a sequence being continued) or is its first real token (`"lm"`); `has_layout` overrides this
     per row. Other rows get `[BOS]`. Without additions the map is the identity.
     """
     batch_size, width = attention_mask.shape
     identity = torch.arange(width, device=attention_mask.device).expand(batch_size, width)
-    bos, position = config.bos_token_id, getattr(config, "bos_position", "after_prompt")
-    if bos is None or position == "none":
+    bos, layout = config.bos_token_id, getattr(config, "prompt_layout", "seq2seq")
+    if bos is None or layout == "none":
         return identity
     real = attention_mask.bool()
     # a row without real tokens is an empty prompt of a batch (all padding), not a right-padded one
@@ -329,7 +329,7 @@ def prompt_layout(
         )
     if has_layout is None:
         is_bos = input_ids.eq(bos) & real
-        if position == "after_prompt":
+        if layout == "seq2seq":
             has_layout = is_bos.any(-1)
         else:  # the first real token of each row
             first_real = real.long().argmax(-1, keepdim=True)
@@ -342,9 +342,7 @@ def prompt_layout(
     for row in range(batch_size):
         row_source = identity[row][real[row]].tolist()
         if not bool(has_layout[row]):
-            row_source = (
-                row_source + [LAYOUT_TOKEN] if position == "after_prompt" else [LAYOUT_TOKEN] + row_source
-            )
+            row_source = row_source + [LAYOUT_TOKEN] if layout == "seq2seq" else [LAYOUT_TOKEN] + row_source
         if row_source:
             source[row, new_width - len(row_source) :] = torch.tensor(row_source, device=source.device)
     return source
@@ -353,10 +351,10 @@ def prompt_layout(
 def add_bos_to_prompts(
     input_ids: torch.Tensor, attention_mask: torch.Tensor | None, config: ARLMConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The prompts laid out as `generate` lays them out (see `prompt_layout`); prompts must be left-padded."""
+    """The prompts laid out as `generate` lays them out (see `layout_source`); prompts must be left-padded."""
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    source = prompt_layout(input_ids, attention_mask, config)
+    source = layout_source(input_ids, attention_mask, config)
     if source.shape[1] == input_ids.shape[1]:
         return input_ids, attention_mask
     pad = config.pad_token_id if config.pad_token_id is not None else config.bos_token_id

@@ -38,9 +38,9 @@ def continuation_mask(mask: torch.Tensor, sequences: torch.Tensor) -> torch.Tens
     return torch.cat([mask, mask.new_ones(mask.shape[0], extra)], dim=1)
 
 
-@pytest.mark.parametrize("bos_position", ["after_prompt", "before_prompt"])
-def test_continuing_from_the_cache_equals_one_long_generate(bos_position):
-    model = tiny_arlm(bos_position=bos_position)
+@pytest.mark.parametrize("prompt_layout", ["seq2seq", "lm"])
+def test_continuing_from_the_cache_equals_one_long_generate(prompt_layout):
+    model = tiny_arlm(prompt_layout=prompt_layout)
     ids, mask = left_padded_prompts()
     one_go = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=8, **GREEDY)
 

@@ -210,3 +210,32 @@ def test_exported_pipelines_carry_the_generation_utils_they_import(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     assert install_pipelines(tmp_path, "mlm")
     assert (tmp_path / "pipeline_xlm.py").exists() and (tmp_path / "generation_utils.py").exists()
+
+
+@pytest.mark.parametrize("old, new", [("after_prompt", "seq2seq"), ("before_prompt", "lm"), ("none", "none")])
+def test_bos_position_is_the_deprecated_spelling_of_prompt_layout_with_its_values_translated(
+    mlm, tmp_path, old, new
+):
+    prompt = torch.tensor([[9, 10, 11]])
+    options = dict(input_ids=prompt, max_new_tokens=3, num_steps=3)
+    std_logging.Logger.warning_once.cache_clear()
+    with CaptureLogger(logging.get_logger(generation_utils.__name__)) as captured:
+        by_old_name = mlm.generate(**options, bos_position=old)
+    assert f"bos_position={old!r} is prompt_layout={new!r}" in captured.out
+    assert torch.equal(by_old_name.sequences, mlm.generate(**options, prompt_layout=new).sequences)
+    with pytest.raises(ValueError, match="give only `prompt_layout`"):
+        mlm.generate(**options, bos_position=old, prompt_layout=new)
+
+    # a model config.json written before the rename loads with the translated value and is saved with the new name
+    assert MLMConfig(**TINY, bos_position=old).prompt_layout == new
+    folder = tmp_path / "old"
+    mlm.save_pretrained(folder)
+    config_file = folder / "config.json"
+    fields = json.loads(config_file.read_text())
+    fields.pop("prompt_layout")
+    config_file.write_text(json.dumps({**fields, "bos_position": old}))
+    loaded = MLMForMaskedLM.from_pretrained(folder)
+    assert loaded.config.prompt_layout == new
+    loaded.save_pretrained(tmp_path / "new")
+    saved = json.loads((tmp_path / "new" / "config.json").read_text())
+    assert saved["prompt_layout"] == new and "bos_position" not in saved

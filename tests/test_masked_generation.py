@@ -216,7 +216,7 @@ def test_unconditional_generation(family_model):
     assert out.sequences.shape == (3, 8)
     assert out.sequences[:, 0].tolist() == [BOS] * 3
     assert not bool(out.sequences.eq(MASK).any())
-    plain = model.generate(max_new_tokens=7, num_return_sequences=2, bos_position="none", seed=0)
+    plain = model.generate(max_new_tokens=7, num_return_sequences=2, prompt_layout="none", seed=0)
     assert plain.sequences.shape == (2, 7)
 
 

@@ -140,7 +140,7 @@ def test_ancestral_step_unmasks_the_right_fraction_with_the_right_token_distribu
         top_k=2,
         seed=0,
         output_history=True,
-        bos_position="none",
+        prompt_layout="none",
     )
     first = out.history[0].flatten()  # 4000 positions
     schedule = model.noise_schedule
