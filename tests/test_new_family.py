@@ -78,6 +78,7 @@ def listing() -> dict[str, list[str]]:
         (["new-family", "gpt_neo"], "model type of transformers"),
         (["new-family", "trainer"], "xlm_hf/trainer"),  # would shadow the module xlm_hf.trainer
         (["new-family", "my_lm", "--like", "nosuch"], "Unknown family 'nosuch'"),
+        (["new-family", "my_lm", "--class-prefix", "my_LM"], "not a CamelCase identifier"),
     ],
 )
 def test_refusals_are_one_error_line_and_write_nothing(argv, message, capsys):
@@ -173,18 +174,19 @@ def test_generated_family_trains_passes_its_contracts_and_loads_without_xlm_hf(g
 
 
 @pytest.mark.parametrize(
-    "like, name, model_class, loss_ratio",
+    "like, name, class_prefix, model_class, loss_ratio",
     [
-        ("mdlm", "diffusion_toy", "DiffusionToyForMaskedDiffusionLM", 0.1),
+        ("mdlm", "diffusion_toy", "DiffusionTOY", "DiffusionTOYForMaskedDiffusionLM", 0.1),
         # ILM's loss has a floor: a gap missing several tokens has several right answers (the target spreads over
         # them), so one repeated batch cannot drive it to zero
-        ("ilm", "insertion_toy", "InsertionToyModelForInsertionLM", 0.6),
+        ("ilm", "insertion_toy", None, "InsertionToyModelForInsertionLM", 0.6),
     ],
 )
 def test_copies_of_mdlm_and_ilm_train_pass_their_contracts_and_load_without_xlm_hf(
-    generated, data_dir, capsys, like, name, model_class, loss_ratio
+    generated, data_dir, capsys, like, name, class_prefix, model_class, loss_ratio
 ):
-    assert main(["new-family", name, "--like", like, "--root", str(generated)]) == 0
+    prefix_option = ["--class-prefix", class_prefix] if class_prefix else []
+    assert main(["new-family", name, "--like", like, *prefix_option, "--root", str(generated)]) == 0
     capsys.readouterr()
     modeling = (generated / f"modeling/modeling_{name}.py").read_text()
     assert f"class {model_class}(" in modeling and f"def {name}_loss(" in modeling

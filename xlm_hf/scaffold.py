@@ -164,10 +164,10 @@ def default_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def _rename(text: str, like: str, prefix: str, name: str) -> str:
-    """`like` -> `name` and `prefix` -> `Name` wherever they start a word or an identifier part (`modeling_mlm`,
+def _rename(text: str, like: str, prefix: str, name: str, class_prefix: str) -> str:
+    """`like` -> `name` and `prefix` -> `class_prefix` wherever they start a word or an identifier part (`modeling_mlm`,
     `xlm-hf-mlm`, `MLMForMaskedLM`), not inside another word."""
-    text = re.sub(rf"(?<![A-Za-z0-9]){prefix}", camel_case(name), text)
+    text = re.sub(rf"(?<![A-Za-z0-9]){prefix}", class_prefix, text)
     return re.sub(rf"(?<![A-Za-z0-9]){like}(?![a-z])", name, text)
 
 
@@ -219,7 +219,7 @@ def _check_name(name: str, like: str, root: Path) -> None:
         raise ValueError(f"xlm_hf/{name} (or xlm_hf/{name}.py) exists already; choose another name.")
 
 
-def _plan(name: str, like: str, root: Path) -> dict[str, str]:
+def _plan(name: str, like: str, root: Path, class_prefix: str) -> dict[str, str]:
     """Relative path -> content of every file of the new family."""
     template = TEMPLATES[like]
     files = {}
@@ -235,8 +235,8 @@ def _plan(name: str, like: str, root: Path) -> dict[str, str]:
             if source.startswith("modeling/generation_"):  # a family without its own decoder (ARLM)
                 continue
             raise ValueError(f"{source} is missing: the {like} family cannot be copied from this checkout.")
-        text = _rename(source_path.read_text(encoding="utf-8"), like, template.prefix, name)
-        target = _rename(source, like, template.prefix, name)
+        text = _rename(source_path.read_text(encoding="utf-8"), like, template.prefix, name, class_prefix)
+        target = _rename(source, like, template.prefix, name, class_prefix)
         if source == f"xlm_hf/{like}/__init__.py":
             text = _mark_placeholders(text, name, like)
         if source.endswith(".md"):
@@ -249,7 +249,7 @@ def _plan(name: str, like: str, root: Path) -> dict[str, str]:
     files[f"tests/test_{name}.py"] = TEST_FILE.format(
         name=name,
         like=like,
-        camel=camel_case(name),
+        camel=class_prefix,
         imports=template.imports,
         generation_imports=", ".join(
             [
@@ -268,12 +268,20 @@ def _plan(name: str, like: str, root: Path) -> dict[str, str]:
     return files
 
 
-def new_family(name: str, like: str = DEFAULT_LIKE, root: str | Path | None = None) -> list[str]:
+def new_family(
+    name: str, like: str = DEFAULT_LIKE, root: str | Path | None = None, class_prefix: str | None = None
+) -> list[str]:
     """Writes the family `name`, copied from `like`, into the checkout `root` (default: the one xlm_hf runs
     from); returns the paths written, relative to `root`. Writes nothing if any check fails."""
     root = Path(root) if root is not None else default_root()
     _check_name(name, like, root)
-    files = _plan(name, like, root)
+    class_prefix = class_prefix or camel_case(name)
+    if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", class_prefix):
+        raise ValueError(
+            f"The class prefix {class_prefix!r} is not a CamelCase identifier: use letters and digits, starting "
+            "with a capital letter (e.g. FlexMDM)."
+        )
+    files = _plan(name, like, root, class_prefix)
     # All files go to a staging folder inside the checkout (same file system: the moves are renames), then in.
     staging = Path(tempfile.mkdtemp(prefix=".new-family-", dir=root))
     moved: list[Path] = []
