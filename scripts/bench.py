@@ -67,7 +67,12 @@ def main() -> int:
     parser.add_argument("--generation-batches", type=int, default=2)
     parser.add_argument("--generation-batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print where 5 training steps spend their time (torch.profiler)",
+    )
+    args = parser.parse_intermixed_args()  # options before or after the overrides
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -105,9 +110,9 @@ def main() -> int:
         processing_class=tokenizer,
     )
 
-    # ----- training: the Trainer's own loss, AdamW, one optimizer step per batch ---------------------------
+    # ----- training: the Trainer's own loss and optimizer, one optimizer step per batch ---------------------
     batch_size = train_args.per_device_train_batch_size
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_args.learning_rate)
+    optimizer = trainer.create_optimizer()  # the one training uses (`training.optim`; fused AdamW by default)
     batches = [
         collator([train_split[i] for i in range(s, s + batch_size)])
         for s in range(0, 4096 - batch_size, batch_size)
@@ -127,6 +132,11 @@ def main() -> int:
     for i in range(args.steps):
         step(batches[(5 + i) % len(batches)])
     seconds_per_step = (time.perf_counter() - start) / args.steps
+    if args.profile:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+            for i in range(5):
+                step(batches[i % len(batches)])
+        print(profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
     length = batches[0]["input_ids"].shape[1]
     tokens_per_second = batch_size * length / seconds_per_step
     achieved = flops_per_step(model, batch_size, length) / seconds_per_step / 1e9

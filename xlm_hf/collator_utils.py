@@ -40,6 +40,29 @@ def pad_right(sequences: list[list[int]], width: int, pad_id: int) -> tuple[torc
     return ids, mask
 
 
+def trim_padding_columns(batch: dict[str, torch.Tensor], attention_mask_key: str = "attention_mask") -> dict:
+    """Drops the leading and trailing columns that are padding in every row, from every `(batch, length)` tensor.
+
+    Fixed-width layouts (a prompt left-padded to `input_block_size`, a target right-padded to `block_size`) leave
+    columns that no row uses; attention never reads them and they carry no loss, so dropping them gives the same
+    loss for less work. Positions are counted over real tokens (`positions_from_padding_mask`), so they do not
+    change. The column count is read on the host here, in the collator, not in the model's forward.
+    """
+    used = batch[attention_mask_key].bool().any(dim=0).nonzero()
+    if len(used) == 0:
+        return batch
+    start, stop = int(used[0]), int(used[-1]) + 1
+    width = batch[attention_mask_key].shape[1]
+    if (start, stop) == (0, width):
+        return batch
+    return {
+        key: value[:, start:stop]
+        if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] == width
+        else value
+        for key, value in batch.items()
+    }
+
+
 def require_token_id(tokenizer, name: str) -> int:
     """The id of a special token the family needs, or one clear error naming it."""
     token_id = getattr(tokenizer, f"{name}_id", None)

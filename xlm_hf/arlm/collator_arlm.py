@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ..collator_utils import pad_left, pad_right, require_token_id
+from ..collator_utils import pad_left, pad_right, require_token_id, trim_padding_columns
 
 
 @dataclass
@@ -49,6 +49,8 @@ class ARLMCollatorForSeq2Seq:
     input_block_size: int
     block_size: int
     loss_on_prompt: bool = False
+    # Drop the columns that are padding in every row (same loss, less work; see `trim_padding_columns`).
+    trim_padding: bool = False
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         bos = require_token_id(self.tokenizer, "bos_token")
@@ -71,7 +73,8 @@ class ARLMCollatorForSeq2Seq:
             prompt_mask[torch.arange(len(examples)), first_real] = False
             label_mask[:, : self.input_block_size] = prompt_mask
         labels = input_ids.masked_fill(~label_mask, -100)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return trim_padding_columns(batch) if self.trim_padding else batch
 
 
 @dataclass
