@@ -39,6 +39,7 @@ ARLM_FILES = [
     "experiment.yaml",
     "generation_config.json",
     "generation_utils.py",  # imported by pipeline_xlm.py (which tokens are new)
+    "handler.py",  # the Inference Endpoints handler
     "model.safetensors",
     "modeling_arlm.py",
     "pipeline_xlm.py",

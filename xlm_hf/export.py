@@ -82,6 +82,7 @@ def export_model(
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         install_pipelines(staging, family)  # the family's Hub pipelines (text-generation, infill)
+        install_handler(staging)  # the Inference Endpoints handler (`modeling/handler.py`)
         if experiment is not None:
             dump_experiment(experiment, staging / EXPERIMENT_FILE)
         for item in staging.iterdir():
@@ -122,6 +123,19 @@ def install_pipelines(folder: str | os.PathLike, family: Family | str) -> list[s
     config["custom_pipelines"] = {**config.get("custom_pipelines", {}), **pipelines}
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return sorted(pipelines)
+
+
+HANDLER_FILE = "handler.py"
+
+
+def install_handler(folder: str | os.PathLike) -> Path:
+    """Copies `handler.py` (an Inference Endpoints `EndpointHandler`; it imports only torch and transformers and
+    loads the folder's own classes through `trust_remote_code`) next to the model."""
+    from . import modeling
+
+    target = Path(folder) / HANDLER_FILE
+    shutil.copy(Path(modeling.__file__).parent / HANDLER_FILE, target)
+    return target
 
 
 # ----- replacing a folder whole ---------------------------------------------------------------------------------
@@ -398,6 +412,7 @@ def load_model_and_tokenizer(
 
 __all__ = [
     "export_model",
+    "install_handler",
     "install_pipelines",
     "load_model_and_tokenizer",
     "read_experiment_file",

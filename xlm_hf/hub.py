@@ -255,6 +255,8 @@ def push_to_hub(
     from huggingface_hub import CommitOperationAdd, HfApi
 
     model_dir = Path(model_dir)
+    if is_space_folder(model_dir):  # written by `xlm-hf space`: pushed as a Space
+        return _push_space(model_dir, repo_id, private, revision, commit_message, token)
     names = check_hub_folder(model_dir)
     check_repo_id(repo_id)
     check_revision(revision)
@@ -288,6 +290,65 @@ def push_to_hub(
         raise HubError(
             f"Pushing to {repo_id} on {api.endpoint} failed ({type(error).__name__}: {reason[:300]}); check the "
             "network, HF_ENDPOINT and that the token may write to the repo, then push again."
+        ) from error
+    return PushResult(
+        repo_id=repo_id,
+        revision=branch,
+        files=names,
+        commit_url=getattr(info, "commit_url", None),
+        commit_oid=getattr(info, "oid", None),
+    )
+
+
+SPACE_FILES = ("app.py", "xlm_demo.py", "handler.py", "requirements.txt", "README.md")
+
+
+def is_space_folder(folder: str | os.PathLike) -> bool:
+    """Whether `folder` is a Space that `xlm-hf space` wrote (its app and README with `sdk:` metadata)."""
+    folder = Path(folder)
+    readme = folder / "README.md"
+    return (
+        (folder / "app.py").is_file()
+        and readme.is_file()
+        and "\nsdk:" in readme.read_text(encoding="utf-8").split("\n---", 1)[0]
+    )
+
+
+def _push_space(
+    folder: Path,
+    repo_id: str,
+    private: bool,
+    revision: str | None,
+    commit_message: str | None,
+    token: str | None,
+) -> PushResult:
+    """Uploads a Space folder (`repo_type="space"`, Gradio SDK) in one commit."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    names = [name for name in SPACE_FILES if (folder / name).is_file()]
+    check_repo_id(repo_id)
+    check_revision(revision)
+    token = resolve_token(token)
+    _check_online()
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in names]
+    api = HfApi(endpoint=_endpoint(), token=token, library_name="xlm-hf")
+    branch = revision or "main"
+    try:
+        api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+        if branch != "main":
+            api.create_branch(repo_id, branch=branch, repo_type="space", exist_ok=True)
+        info = api.create_commit(
+            repo_id,
+            operations=operations,
+            commit_message=commit_message or "Upload the xlm-hf demo Space",
+            repo_type="space",
+            revision=branch,
+        )
+    except Exception as error:  # unreachable endpoint, refused token ...: one line, the cause
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise HubError(
+            f"Pushing the Space {repo_id} on {api.endpoint} failed ({type(error).__name__}: {reason[:300]}); check "
+            "the network, HF_ENDPOINT and that the token may write to it, then push again."
         ) from error
     return PushResult(
         repo_id=repo_id,
@@ -348,6 +409,7 @@ __all__ = [
     "check_repo_id",
     "check_revision",
     "hub_files",
+    "is_space_folder",
     "push_after_training",
     "push_to_hub",
     "resolve_token",
