@@ -1,6 +1,8 @@
 """The `xlm-hf` command line: prepare-data, train, eval, generate, card, push, new-family.
 
     xlm-hf prepare-data star_easy
+    xlm-hf prepare-data text_pydoc
+    xlm-hf tokenizer train --task text_pydoc --vocab-size 4096 --output my_tokenizer
     xlm-hf train star_easy_arlm training.max_steps=200 model.num_hidden_layers=2
     xlm-hf train star_easy_arlm --debug overfit
     xlm-hf eval outputs/star_easy_arlm --task star_easy --split test --limit 500
@@ -8,6 +10,9 @@
     xlm-hf card outputs/star_easy_arlm
     xlm-hf push outputs/star_easy_arlm --repo-id my-org/star-easy-arlm [--private] [--revision BRANCH]
     xlm-hf new-family my_lm --like mlm
+    xlm-hf compare star_easy --families arlm,ilm --budget-minutes 30 --seeds 42,43
+    xlm-hf demo outputs/star_easy_ilm [--port 7860] [--share]
+    xlm-hf space my-org/star-easy-ilm my-space/
 
 Errors in what the user asked for (unknown experiment, key, task; bad model folder; bad prompt) print one line
 starting with `error:` and exit with status 2.
@@ -75,6 +80,20 @@ def _parse_value(text: str):
     return parse_yaml(text)
 
 
+def _eval_task_specs(items: list[str] | None) -> dict | None:
+    """`--eval-task NAME=SPEC` options as eval-task mappings (SPEC is YAML, e.g. `{kind: perplexity}`)."""
+    if not items:
+        return None
+    specs = {}
+    for item in items:
+        name, _, spec = item.partition("=")
+        value = _parse_value(spec) if spec else None
+        if not name or not isinstance(value, dict):
+            raise ValueError(f"--eval-task expects NAME={{kind: ..., ...}}, got {item!r}.")
+        specs[name.strip()] = value
+    return specs
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(prog="xlm-hf", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("task")
     prep.add_argument("--cache-dir", default=None, help="default: $XLM_HF_DATA_DIR or ~/.cache/xlm_hf/data")
     prep.add_argument("--overwrite", action="store_true", help="regenerate even if the cache has the task")
+
+    tok = sub.add_parser("tokenizer", help="tokenizers for text tasks")
+    tok_sub = tok.add_subparsers(dest="tokenizer_command", required=True)
+    tok_train = tok_sub.add_parser(
+        "train", help="train a byte-level BPE (with XLM's special tokens) on a corpus"
+    )
+    tok_source = tok_train.add_mutually_exclusive_group(required=True)
+    tok_source.add_argument("--task", help="a text task whose train split to train on, e.g. text_pydoc")
+    tok_source.add_argument(
+        "--files", nargs="+", help=".txt (a document per line), .jsonl/.json/.parquet (text)"
+    )
+    tok_train.add_argument(
+        "--vocab-size", type=int, default=4096, help="special tokens included (default 4096)"
+    )
+    tok_train.add_argument(
+        "--output", required=True, help="folder to save it to (then data.tokenizer=FOLDER)"
+    )
+    tok_train.add_argument("--cache-dir", default=None)
 
     train = sub.add_parser("train", help="train an experiment and export a Hub-ready folder")
     train.add_argument("experiment", help="a built-in experiment name (e.g. star_easy_arlm) or a YAML path")
@@ -99,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=None)
     ev.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
     ev.add_argument("--cache-dir", default=None)
+    ev.add_argument(
+        "--eval-task",
+        action="append",
+        default=None,
+        metavar="NAME=SPEC",
+        help="run this eval task instead of the experiment's (repeat for more), e.g. "
+        "'ppl={kind: perplexity, num_samples: 8}' or 'gen={kind: generative_perplexity, judge: outputs/x_arlm}'",
+    )
 
     gen = sub.add_parser("generate", help="generate from a saved model and print the text")
     gen.add_argument("model", help="a model folder or a Hub id")
@@ -123,6 +168,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("experiments", help="list the built-in experiments")
 
+    compare = sub.add_parser(
+        "compare", help="train and evaluate families on a task at an equal time budget; write a table"
+    )
+    compare.add_argument(
+        "task", help="a task with a recipe per family, e.g. star_easy (experiments <task>_<family>)"
+    )
+    compare.add_argument("--families", required=True, help="comma-separated, e.g. arlm,mlm,mdlm,ilm")
+    compare.add_argument("--budget-minutes", type=float, required=True, help="training time per run")
+    compare.add_argument(
+        "--clock",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="budget in process CPU time (default) or wall time",
+    )
+    compare.add_argument("--seeds", default="42", help="comma-separated training seeds (default: 42)")
+    compare.add_argument("--out", default=None, help="default: outputs/compare/<task>")
+    compare.add_argument("--limit", type=int, default=None, help="evaluate on the first N test examples")
+    compare.add_argument(
+        "--speed-examples", type=int, default=256, help="test prompts timed for the generation speed"
+    )
+    compare.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override for every run, e.g. training.max_steps=3000",
+    )
+
     push = sub.add_parser("push", help="upload a Hub-ready model folder to the Hugging Face Hub")
     push.add_argument("model", help="the folder `xlm-hf train` exported")
     push.add_argument("--repo-id", required=True, help="ORG/NAME of the model repo (created when missing)")
@@ -142,11 +215,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     family.add_argument("name", help="the new family's name, a lowercase Python identifier (e.g. my_lm)")
     family.add_argument(
-        "--like", default="mlm", help="the family to copy and rename (mlm or arlm; default: mlm)"
+        "--like", default="mlm", help="the family to copy and rename (mlm, mdlm, ilm or arlm; default: mlm)"
+    )
+    family.add_argument(
+        "--class-prefix",
+        default=None,
+        help="the prefix of the new class names (default: the name in CamelCase, my_lm -> MyLm; e.g. FlexMDM)",
     )
     family.add_argument(
         "--root", default=None, help="the source checkout to write into (default: xlm_hf's own)"
     )
+
+    demo = sub.add_parser("demo", help="serve a Gradio app that shows the model generating, step by step")
+    demo.add_argument("model", help="a model folder or a Hub id")
+    demo.add_argument("--port", type=int, default=None, help="default: 7860 or the next free port")
+    demo.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+
+    space = sub.add_parser(
+        "space", help="write a Space folder (Gradio app) that runs the demo for a Hub model"
+    )
+    space.add_argument("model", help="the model's Hub id (ORG/NAME)")
+    space.add_argument("out_dir", help="a new folder; push it with `xlm-hf push OUT_DIR --repo-id ORG/SPACE`")
     return parser
 
 
@@ -206,6 +295,12 @@ def _run(args: argparse.Namespace) -> int:
         print(prepare_task(args.task, args.cache_dir, overwrite=args.overwrite))
         return 0
 
+    if args.command == "tokenizer":
+        from .tasks.tokenizer_training import train_tokenizer_command
+
+        print(train_tokenizer_command(args.task, args.files, args.vocab_size, args.output, args.cache_dir))
+        return 0
+
     if args.command == "train":
         from .jobs import TrainingInterrupted, prepare_experiment, train
 
@@ -220,6 +315,29 @@ def _run(args: argparse.Namespace) -> int:
             print(json.dumps(summary))
         return 0
 
+    if args.command == "compare":
+        from .compare import compare, markdown_table, parse_list
+        from .jobs import TrainingInterrupted
+
+        try:
+            report = compare(
+                args.task,
+                parse_list(args.families, "families"),
+                args.budget_minutes,
+                seeds=parse_list(args.seeds, "seeds", int),
+                out=args.out,
+                clock=args.clock,
+                overrides=args.set,
+                limit=args.limit,
+                speed_examples=args.speed_examples,
+            )
+        except TrainingInterrupted as interrupted:  # SIGINT / SIGTERM during a run: no table is written
+            print(f"interrupted: {interrupted}", file=sys.stderr)
+            return interrupted.exit_code
+        print(markdown_table(report), end="")
+        print(json.dumps({"out": report["out"], "runs": len(report["rows"])}))
+        return 0
+
     if args.command == "eval":
         from .jobs import evaluate
 
@@ -231,6 +349,7 @@ def _run(args: argparse.Namespace) -> int:
             revision=args.revision,
             batch_size=args.batch_size,
             cache_dir=args.cache_dir,
+            eval_tasks=_eval_task_specs(args.eval_task),
         )
         if _is_main_process():
             print(json.dumps(results["metrics"]))
@@ -288,10 +407,21 @@ def _run(args: argparse.Namespace) -> int:
         print(write_card(args.model, repo_id=args.repo_id, widget=not args.no_widget))
         return 0
 
+    if args.command in ("demo", "space"):
+        try:
+            from . import demo
+        except ImportError as error:
+            raise ValueError(f"{error}; the demo needs gradio: pip install 'xlm_hf[demo]'.") from error
+        if args.command == "space":
+            print(demo.write_space(args.model, args.out_dir))
+        else:
+            demo.launch(args.model, port=args.port, share=args.share)
+        return 0
+
     if args.command == "new-family":
         from .scaffold import new_family, next_steps
 
-        written = new_family(args.name, like=args.like, root=args.root)
+        written = new_family(args.name, like=args.like, root=args.root, class_prefix=args.class_prefix)
         print(f"Wrote the {args.name} family (copied from {args.like}):")
         print("\n".join(f"  {path}" for path in written))
         print(next_steps(args.name, written))

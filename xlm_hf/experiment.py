@@ -10,6 +10,7 @@ model: {hidden_size: 128}    # the family's config arguments
 collator: {}                 # the family's seq2seq collator options (e.g. loss_on_prompt)
 training: {max_steps: 2000}  # any transformers.TrainingArguments field
 generation: {}               # the family's generation-config fields
+ema: {decay: 0.999}          # optional: evaluate and export a moving average of the weights (xlm_hf/ema.py)
 eval_tasks:                  # named eval tasks, run at every evaluation
   lm: {kind: loss, split: validation}
   prediction: {kind: generate, split: validation, metrics: [exact_match, token_accuracy]}
@@ -40,7 +41,9 @@ from typing import Any
 import yaml
 from transformers import GenerationConfig, TrainingArguments
 
+from .ema import check_ema_section
 from .families import get_family
+from .metrics.text_eval import TEXT_EVAL_KINDS, TEXT_EVAL_OPTION_TYPES, validate_text_eval_task
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
 SECTIONS = (
@@ -53,14 +56,16 @@ SECTIONS = (
     "generation",
     "eval_tasks",
     "card",
+    "ema",
 )
-EVAL_TASK_KEYS = ("kind", "split", "metrics", "limit", "collator")
+EVAL_TASK_KEYS = ("kind", "split", "metrics", "limit", "collator", *TEXT_EVAL_OPTION_TYPES)
 EVAL_TASK_TYPES = {
     "kind": str,
     "split": str,
     "metrics": list[str],
     "limit": int | None,
     "collator": str | None,
+    **TEXT_EVAL_OPTION_TYPES,  # the text kinds' options (xlm_hf/metrics/text_eval.py)
 }
 # Trainer fields that must be at least 1 (TrainingArguments would only fail at the first evaluation, after training)
 POSITIVE_TRAINING_FIELDS = (
@@ -83,6 +88,8 @@ class DataArguments:
     train_split: str = "train"
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
+    tokenizer: str | None = None  # text tasks: `bpe[:<vocab size>]` or a pretrained tokenizer's path / Hub id
+    packing: str | None = None  # text tasks: `blocks` (packed, as run_clm) or `pad` (one document per row)
 
 
 class ExperimentError(ValueError):
@@ -341,13 +348,25 @@ def validate_experiment(experiment: dict[str, Any]) -> None:
             )
         _check_keys(f"eval_tasks.{name}", task, set(EVAL_TASK_KEYS))
         _check_types(f"eval_tasks.{name}", task, EVAL_TASK_TYPES)
-        if task.get("kind", "loss") not in ("loss", "generate"):
-            raise ExperimentError(f"eval_tasks.{name}.kind must be loss or generate, got {task['kind']!r}.")
+        if task.get("kind", "loss") not in ("loss", "generate", *TEXT_EVAL_KINDS):
+            raise ExperimentError(
+                f"eval_tasks.{name}.kind must be loss or generate, or a text kind ({', '.join(TEXT_EVAL_KINDS)}); "
+                f"got {task['kind']!r}."
+            )
+        try:
+            validate_text_eval_task(name, task)
+        except ValueError as error:
+            raise ExperimentError(str(error)) from None
         if task.get("limit") is not None and task["limit"] < 1:
             raise ExperimentError(
                 f"eval_tasks.{name}.limit must be a positive number of examples, got {task['limit']}."
             )
     _check_keys("card", experiment["card"], set(CARD_KEYS))
+    if experiment.get("ema") is not None:  # optional: a moving average of the weights (xlm_hf/ema.py)
+        try:
+            check_ema_section(experiment["ema"])
+        except ValueError as error:
+            raise ExperimentError(str(error)) from None
 
 
 def _move_collator_options_to_model(experiment: dict[str, Any], collator_class: type) -> None:

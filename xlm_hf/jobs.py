@@ -22,12 +22,14 @@ from transformers import TrainingArguments, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .atomic_io import atomic_write_text
-from .experiment import DataArguments, ExperimentError, data_arguments, load_experiment
+from .ema import EMACallback, ema_weights
+from .experiment import DataArguments, ExperimentError, data_arguments, load_experiment, validate_experiment
 from .export import RESULTS_FILE, export_model, load_model_and_tokenizer, read_experiment_file
 from .families import Family, get_family
 from .hub import push_after_training, take_push_settings
+from .metrics.text_eval import TEXT_EVAL_KINDS, text_eval_task_parts
 from .model_card import MAX_WIDGET_EXAMPLES, example_rows, write_model_card
-from .tasks import get_task, load_task, tokenize_seq2seq
+from .tasks import TextTask, get_task, load_task, resolve_task
 from .trainer import EvalTask, TrainingInterrupted, find_checkpoint
 
 DEBUG_MODES = ("overfit", "small_data")
@@ -114,6 +116,12 @@ def build_eval_tasks(
         task_limit = spec.get("limit") if spec.get("limit") is not None else limit
         if task_limit is not None:
             dataset = dataset.select(range(min(task_limit, len(dataset))))
+        if kind in TEXT_EVAL_KINDS:  # perplexity, generative_perplexity, infill: xlm_hf/metrics/text_eval.py
+            collator, options = text_eval_task_parts(
+                name, spec, family, experiment, tokenizer, resolve_task(data_args), block_size
+            )
+            tasks[name] = EvalTask(name, dataset, collator, kind=kind, options=options)
+            continue
         collator_kind = spec.get("collator") or ("seq2seq" if kind == "loss" else "seq2seq_pred")
         if collator_kind not in family.collators:
             raise ExperimentError(
@@ -121,9 +129,16 @@ def build_eval_tasks(
                 f"{sorted(family.collators)}."
             )
         collator_options = experiment.get("collator", {}) if collator_kind == "seq2seq" else {}
-        collator = family.collators[collator_kind](
-            tokenizer=tokenizer, input_block_size=input_block_size, block_size=block_size, **collator_options
-        )
+        task = resolve_task(data_args)
+        if isinstance(task, TextTask) and collator_kind == "seq2seq":  # text: the family's LM collator
+            collator = task.lm_collator(family, tokenizer, **collator_options)
+        else:
+            collator = family.collators[collator_kind](
+                tokenizer=tokenizer,
+                input_block_size=input_block_size,
+                block_size=block_size,
+                **collator_options,
+            )
         tasks[name] = EvalTask(name, dataset, collator, kind=kind, metrics=list(spec.get("metrics", [])))
     return tasks
 
@@ -198,12 +213,13 @@ def training_arguments(experiment: dict[str, Any]) -> TrainingArguments:
     return args
 
 
-def train(experiment: dict[str, Any]) -> dict[str, Any]:
+def train(experiment: dict[str, Any], callbacks: list | None = None) -> dict[str, Any]:
     """Trains the experiment, evaluates it on its eval tasks, and exports a Hub-ready folder to `output_dir`.
 
     `training.resume_from_checkpoint` (a checkpoint folder, absolute or relative to `output_dir`, or true for the
     latest one) continues a run exactly where it stopped. SIGINT / SIGTERM stop training with a resumable
-    checkpoint and raise `TrainingInterrupted` (no evaluation, no export).
+    checkpoint and raise `TrainingInterrupted` (no evaluation, no export). `callbacks` go to the Trainer (e.g. the
+    time budget of `xlm-hf compare`).
     """
     family = get_family(experiment["family"])
     hub_push = take_push_settings(
@@ -217,7 +233,7 @@ def train(experiment: dict[str, Any]) -> dict[str, Any]:
     checkpoint = find_checkpoint(resume, args.output_dir) if resume else None
     set_seed(args.seed)
 
-    task = get_task(data_args.task)
+    task = resolve_task(data_args)
     tokenizer = task.build_tokenizer()
     model_options = dict(experiment.get("model", {}))
     model_options.setdefault("max_position_embeddings", input_block_size + block_size)
@@ -229,7 +245,7 @@ def train(experiment: dict[str, Any]) -> dict[str, Any]:
     # One process generates (or reads) the task and tokenizes it; the others then read the cache it wrote.
     with args.main_process_first(desc=f"preparing {data_args.task}"):
         splits = load_task(data_args.task, data_args.cache_dir)
-        splits = {name: tokenize_seq2seq(split, tokenizer) for name, split in splits.items()}
+        splits = {name: task.tokenize(split, tokenizer) for name, split in splits.items()}
     if data_args.train_split not in splits:
         raise ExperimentError(
             f"data.train_split={data_args.train_split!r} is not a split of {data_args.task}."
@@ -240,12 +256,15 @@ def train(experiment: dict[str, Any]) -> dict[str, Any]:
     if experiment.get("debug") == "overfit":
         splits = {"validation": train_dataset, "test": train_dataset}
 
-    train_collator = family.collators["seq2seq"](
-        tokenizer=tokenizer,
-        input_block_size=input_block_size,
-        block_size=block_size,
-        **experiment.get("collator", {}),
-    )
+    if isinstance(task, TextTask):  # text: the family's LM collator over packed or padded rows
+        train_collator = task.lm_collator(family, tokenizer, **experiment.get("collator", {}))
+    else:
+        train_collator = family.collators["seq2seq"](
+            tokenizer=tokenizer,
+            input_block_size=input_block_size,
+            block_size=block_size,
+            **experiment.get("collator", {}),
+        )
     eval_tasks = build_eval_tasks(family, experiment, tokenizer, splits) if args.eval_strategy != "no" else {}
     trainer = family.trainer_class(
         model=model,
@@ -255,6 +274,10 @@ def train(experiment: dict[str, Any]) -> dict[str, Any]:
         processing_class=tokenizer,
         eval_tasks=eval_tasks,
         generation_kwargs=generation,
+        callbacks=[
+            *(callbacks or []),
+            *([EMACallback(**experiment["ema"])] if experiment.get("ema") else []),
+        ],
     )
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     # Trainer evaluated at the last step already: its metrics, not a second evaluation.
@@ -289,11 +312,17 @@ def _export_trained_model(trainer, tokenizer, family: Family, experiment: dict[s
     last_checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}"
     # the card's widget outputs come from the model in memory (the export itself never generates)
     rows = example_rows(Path(args.output_dir), experiment, MAX_WIDGET_EXAMPLES)
-    examples, _ = widget_examples(trainer.model, tokenizer, family, rows)
     try:
-        export_model(
-            trainer.model, tokenizer, args.output_dir, family, experiment=experiment, widget_examples=examples
-        )
+        with ema_weights(trainer):  # the moving average of the weights, when the experiment keeps one
+            examples, _ = widget_examples(trainer.model, tokenizer, family, rows)
+            export_model(
+                trainer.model,
+                tokenizer,
+                args.output_dir,
+                family,
+                experiment=experiment,
+                widget_examples=examples,
+            )
     except (OSError, ValueError) as error:
         if not last_checkpoint.is_dir():
             raise
@@ -314,8 +343,10 @@ def evaluate(
     revision: str | None = None,
     batch_size: int | None = None,
     cache_dir: str | None = None,
+    eval_tasks: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Runs a saved model's eval tasks on `split`; writes `results.json` next to the weights."""
+    """Runs a saved model's eval tasks on `split` (or `eval_tasks`, e.g. `{"ppl": {"kind": "perplexity"}}`,
+    instead of the experiment's); writes `results.json` next to the weights."""
     # bool is an int: `limit=True` is a mistake, not "1 example"
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValueError(f"--limit must be a positive number of examples, got {limit!r}.")
@@ -337,8 +368,12 @@ def evaluate(
         experiment["data"]["task"] = task
     if cache_dir is not None:
         experiment["data"]["cache_dir"] = cache_dir
+    if eval_tasks is not None:  # `xlm-hf eval --eval-task NAME=SPEC`: checked like an experiment's
+        validate_experiment({"family": family.name, "eval_tasks": eval_tasks})
+        experiment["eval_tasks"] = eval_tasks
     data_args = data_arguments(experiment)
-    if len(tokenizer) != len(get_task(data_args.task).build_tokenizer()):
+    task_info = resolve_task(data_args)
+    if not isinstance(task_info, TextTask) and len(tokenizer) != len(task_info.build_tokenizer()):
         raise ValueError(
             f"The model's tokenizer ({len(tokenizer)} tokens) does not match task {data_args.task!r}'s vocabulary."
         )
@@ -363,7 +398,7 @@ def evaluate(
             splits = load_task(data_args.task, data_args.cache_dir)
             if split not in splits:
                 raise ValueError(f"Task {data_args.task!r} has no split {split!r}; it has {list(splits)}.")
-            splits = {split: tokenize_seq2seq(splits[split], tokenizer)}
+            splits = {split: task_info.tokenize(splits[split], tokenizer)}
         eval_tasks = build_eval_tasks(family, experiment, tokenizer, splits, split=split, limit=limit)
         trainer = family.trainer_class(
             model=model,

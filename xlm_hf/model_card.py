@@ -134,6 +134,24 @@ def _project_link(settings: dict[str, Any]) -> str:
     return f"{name} (a Hugging Face-native port of [XLM]({ORIGINAL_PROJECT_URL}))"
 
 
+TEXT_PROMPT_WORDS = 8  # words of a held-out document that prompt a text model's widget examples
+
+
+def _text_task_note(data: dict[str, Any]) -> str:
+    """What a text task is and which tokenizer it was tokenized with, for the card (empty for other tasks)."""
+    from .tasks import is_text_task
+
+    if not is_text_task(data.get("task")):
+        return ""
+    from .tasks import get_task
+
+    try:
+        task = get_task(data["task"]).configured(tokenizer=data.get("tokenizer"), layout=data.get("packing"))
+    except ValueError:  # a card renders even for an experiment this version cannot read
+        return ""
+    return task.card_note()
+
+
 def _local_task(task: str) -> bool:
     from .tasks import TASKS
 
@@ -156,7 +174,7 @@ def training_data_text(experiment: dict[str, Any], settings: dict[str, Any]) -> 
         phrase = f"fine-tuned from {_hub_link(settings['base_model'])} on {data}"
     else:
         phrase = f"trained on {data}"
-    note = ""
+    note = _text_task_note(experiment.get("data") or {})
     if task and not settings.get("training_data") and not datasets and _local_task(task):
         note = (
             f"`{task}` is a synthetic star-graph path task that xlm_hf generates locally (`xlm-hf prepare-data "
@@ -252,9 +270,14 @@ def example_rows(model_dir: Path, experiment: dict[str, Any], limit: int) -> lis
     task = data.get("task")
     if not task:
         return rows
-    from .tasks import default_cache_dir
+    from .tasks import default_cache_dir, is_text_task
 
-    prepared = Path(data.get("cache_dir") or default_cache_dir()) / task
+    folder = task
+    if is_text_task(task):  # a text task's folder carries a digest of its source
+        from .tasks import get_task
+
+        folder = get_task(task).folder_name
+    prepared = Path(data.get("cache_dir") or default_cache_dir()) / folder
     if not prepared.is_dir():
         return rows
     from datasets import load_from_disk
@@ -264,6 +287,12 @@ def example_rows(model_dir: Path, experiment: dict[str, Any], limit: int) -> lis
     if split is None:
         return rows
     for example in splits[split].select(range(min(limit, len(splits[split])))):
+        if "prompt" not in example:  # a text document: its first words prompt the model
+            words = example["text"].split()
+            example = {
+                "prompt": " ".join(words[:TEXT_PROMPT_WORDS]),
+                "target": " ".join(words[TEXT_PROMPT_WORDS:]),
+            }
         rows.append({"prompt": example["prompt"], "target": example.get("target", "")})
     return rows
 

@@ -51,11 +51,13 @@ from transformers.utils import logging
 
 from .atomic_io import atomic_open
 from .collator_utils import set_batch_noise
+from .ema import ema_weights, load_ema_state, save_ema_state
 from .metrics import load_metric
+from .metrics.text_eval import TEXT_EVAL_KINDS, run_text_eval
 
 logger = logging.get_logger(__name__)
 
-EVAL_KINDS = ("loss", "generate")
+EVAL_KINDS = ("loss", "generate", *TEXT_EVAL_KINDS)  # text kinds: xlm_hf/metrics/text_eval.py
 # Written into every checkpoint next to Trainer's own files: the number of batches each process has trained.
 COLLATOR_STATE_FILE = "collator_state.json"
 TRAINER_STATE_FILE = "trainer_state.json"  # Trainer writes it last: a checkpoint that has it is complete
@@ -119,6 +121,7 @@ class EvalTask:
     collator: Callable
     kind: str = "loss"
     metrics: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)  # the text kinds' options (num_samples, judge, ...)
 
     def __post_init__(self):
         if self.kind not in EVAL_KINDS:
@@ -192,6 +195,8 @@ class XLMTrainer(Trainer):
         checkpoint = (
             find_checkpoint(resume_from_checkpoint, self.args.output_dir) if resume_from_checkpoint else None
         )
+        if checkpoint:
+            load_ema_state(self, checkpoint)
         if checkpoint and self._is_finished(checkpoint):
             # Trainer would train one step past the end (it runs at least one step of the resumed epoch)
             return self._load_finished_run(checkpoint)
@@ -234,6 +239,7 @@ class XLMTrainer(Trainer):
         if self.args.should_save:
             state = {"batches_trained": self.batches_trained}
             (Path(output_dir) / COLLATOR_STATE_FILE).write_text(json.dumps(state) + "\n")
+        save_ema_state(self, output_dir)
 
     def _read_batches_trained(self, checkpoint: str) -> int:
         path = Path(checkpoint) / COLLATOR_STATE_FILE
@@ -313,15 +319,18 @@ class XLMTrainer(Trainer):
         ignore_keys: list[str] | None = None,
         metric_key_prefix: str = "eval",
     ) -> dict[str, float]:
-        if eval_dataset is not None or not self.eval_tasks:
-            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        metrics: dict[str, float] = {}
-        for name, task in self.eval_tasks.items():
-            prefix = f"{metric_key_prefix}_{name}"
-            if task.kind == "loss":
-                metrics.update(self._evaluate_loss(task, ignore_keys, prefix))
-            else:
-                metrics.update(self._evaluate_generation(task, prefix))
+        with ema_weights(self):  # the moving average of the weights, when the experiment keeps one (ema.py)
+            if eval_dataset is not None or not self.eval_tasks:
+                return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            metrics: dict[str, float] = {}
+            for name, task in self.eval_tasks.items():
+                prefix = f"{metric_key_prefix}_{name}"
+                if task.kind == "loss":
+                    metrics.update(self._evaluate_loss(task, ignore_keys, prefix))
+                elif task.kind in TEXT_EVAL_KINDS:
+                    metrics.update(run_text_eval(self, task, prefix))
+                else:
+                    metrics.update(self._evaluate_generation(task, prefix))
         self.last_evaluation = (self.state.global_step, metrics)
         return metrics
 
@@ -401,9 +410,17 @@ class XLMTrainer(Trainer):
         metrics = {}
         for metric_name in task.metrics:
             kwargs = {"ignore_index": tokenizer.pad_token_id} if metric_name == "token_accuracy" else {}
-            result = load_metric(metric_name).compute(
-                predictions=predictions, references=references, **kwargs
-            )
+            metric = load_metric(metric_name)
+            # text metrics (sudoku_*) score the decoded rows, with their prompts
+            if getattr(metric.features["predictions"], "dtype", None) == "string":
+                texts = [record for _, _, _, record in rows]
+                result = metric.compute(
+                    predictions=[text["generated"] for text in texts],
+                    references=[text["target"] for text in texts],
+                    prompts=[text["prompt"] for text in texts],
+                )
+            else:
+                result = metric.compute(predictions=predictions, references=references, **kwargs)
             for key, value in result.items():
                 metrics[f"{prefix}_{key}"] = float(value)
         metrics[f"{prefix}_runtime"] = round(runtime, 4)

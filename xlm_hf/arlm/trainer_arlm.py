@@ -20,6 +20,7 @@ class ARLMTrainer(XLMTrainer):
         outputs = model(
             input_ids=inputs["input_ids"],
             attention_mask=inputs["attention_mask"],
+            position_ids=inputs.get("position_ids"),  # packed text rows (xlm_hf.tasks.text)
             labels=inputs["labels"],
             num_items_in_batch=num_items_in_batch,
             use_cache=False,

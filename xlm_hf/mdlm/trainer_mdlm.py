@@ -27,6 +27,7 @@ class MDLMTrainer(XLMTrainer):
         super().__init__(*args, **kwargs)
         schedule = self.accelerator.unwrap_model(self.model).config.get_noise_schedule()
         for collator in (self.data_collator, *(task.collator for task in self.eval_tasks.values())):
+            collator = getattr(collator, "collator", collator)  # text rows wrap the MDLM collator
             if isinstance(collator, _DiffusionMasking):
                 collator.noise_schedule = schedule
 
@@ -34,6 +35,7 @@ class MDLMTrainer(XLMTrainer):
         outputs = model(
             input_ids=inputs["input_ids"],
             attention_mask=inputs["attention_mask"],
+            position_ids=inputs.get("position_ids"),  # packed text rows (xlm_hf.tasks.text)
             noise_level=inputs["total_noise"].float(),
             noise_rate=inputs["noise_rate"].float(),
             labels=inputs["labels"],

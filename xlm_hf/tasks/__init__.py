@@ -15,11 +15,10 @@ from datasets import Dataset, DatasetDict, load_from_disk
 from transformers import PreTrainedTokenizerBase
 
 from ..tokenization import build_number_tokenizer
+from .cache import _check_writable_cache_dir, default_cache_dir
 from .star import SPLIT_SIZES, STAR_VARIANTS, generate_star_splits
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("XLM_HF_DATA_DIR", Path.home() / ".cache" / "xlm_hf" / "data"))
+from .sudoku import SUDOKU_VARIANTS, sudoku_splits
+from .text import TextTask, get_text_task, is_text_task
 
 
 @dataclass(frozen=True)
@@ -34,17 +33,53 @@ class TaskInfo:
             self.num_numbers, model_max_length=self.input_block_size + self.block_size
         )
 
+    def tokenize(self, dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Dataset:
+        return tokenize_seq2seq(dataset, tokenizer)
+
 
 TASKS: dict[str, TaskInfo] = {
     name: TaskInfo(name, spec.input_block_size, spec.block_size, spec.num_nodes)
     for name, spec in STAR_VARIANTS.items()
 }
+# Sudoku cells are the digits 0-9 (0 = blank in the prompt).
+TASKS.update(
+    {
+        name: TaskInfo(name, spec.input_block_size, spec.block_size, 10)
+        for name, spec in SUDOKU_VARIANTS.items()
+    }
+)
 
 
-def get_task(name: str) -> TaskInfo:
+def get_task(name: str) -> TaskInfo | TextTask:
+    """A task by name: a star-graph variant, or a text task (`text_pydoc`, `text_lm1b[:<source>]`, ...; see
+    `xlm_hf/tasks/text.py`)."""
+    if is_text_task(name):
+        return get_text_task(name)
     if name not in TASKS:
-        raise ValueError(f"Unknown task {name!r}. Known tasks: {', '.join(sorted(TASKS))}.")
+        raise ValueError(
+            f"Unknown task {name!r}. Known tasks: {', '.join(sorted(TASKS))}, and the text tasks "
+            "text_pydoc, text_lm1b, text_owt, text_wikitext103, text_tinystories, text:<file, folder or dataset>."
+        )
     return TASKS[name]
+
+
+def resolve_task(data_args) -> TaskInfo | TextTask:
+    """The experiment's task with its `data` options applied (`tokenizer`, `packing` and `cache_dir` for text)."""
+    task = get_task(data_args.task)
+    tokenizer, packing = getattr(data_args, "tokenizer", None), getattr(data_args, "packing", None)
+    if isinstance(task, TextTask):
+        return task.configured(
+            tokenizer=tokenizer,
+            layout=packing,
+            cache_dir=data_args.cache_dir,
+            block_size=data_args.block_size,
+            input_block_size=data_args.input_block_size,
+        )
+    if tokenizer is not None or packing is not None:
+        raise ValueError(
+            f"data.tokenizer and data.packing are options of text tasks; {task.name} has its own."
+        )
+    return task
 
 
 def prepare_task(
@@ -54,7 +89,13 @@ def prepare_task(
     split_sizes: dict[str, int] | None = None,
 ) -> Path:
     """Generates a task into `cache_dir/<name>` (atomically: a half-written folder is never left behind)."""
-    get_task(name)
+    task = get_task(name)
+    if isinstance(task, TextTask):
+        if split_sizes is not None:
+            raise ValueError(
+                f"Text task {name!r} has the splits of its corpus; split sizes cannot be chosen."
+            )
+        return task.prepare(cache_dir, overwrite=overwrite)
     target = Path(cache_dir or default_cache_dir()) / name
     if split_sizes is not None and split_sizes != SPLIT_SIZES:
         target = target.with_name(name + "-" + "-".join(f"{k}{v}" for k, v in split_sizes.items()))
@@ -65,7 +106,10 @@ def prepare_task(
     ):
         raise ValueError(f"Every split of task {name!r} needs at least one example, got sizes {split_sizes}.")
     _check_writable_cache_dir(target.parent)
-    splits = generate_star_splits(name, split_sizes)
+    if name in SUDOKU_VARIANTS:
+        splits = sudoku_splits(name, target.parent, split_sizes)
+    else:
+        splits = generate_star_splits(name, split_sizes)
     dataset = DatasetDict({split: Dataset.from_list(rows) for split, rows in splits.items()})
     scratch = tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-")
     try:
@@ -77,20 +121,6 @@ def prepare_task(
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     return target
-
-
-def _check_writable_cache_dir(folder: Path) -> None:
-    """One clear error when the data folder cannot hold a prepared task (a file is in the way, no permission)."""
-    hint = "Point XLM_HF_DATA_DIR (or data.cache_dir / --cache-dir) at a writable folder."
-    for parent in (folder, *folder.parents):
-        if parent.exists() and not parent.is_dir():
-            raise ValueError(f"The data folder {folder} cannot be created: {parent} is a file. {hint}")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"The data folder {folder} cannot be created ({error.strerror}). {hint}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"The data folder {folder} is not writable. {hint}")
 
 
 def load_task(
@@ -135,7 +165,10 @@ def tokenize_seq2seq(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Da
 __all__ = [
     "TASKS",
     "TaskInfo",
+    "TextTask",
     "get_task",
+    "resolve_task",
+    "is_text_task",
     "prepare_task",
     "load_task",
     "tokenize_seq2seq",

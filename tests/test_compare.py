@@ -1,0 +1,85 @@
+"""`xlm-hf compare`: every family of the request trains under the time budget, is evaluated on the test split and
+timed, and the table lands in --out; a request that cannot run is one error before anything trains."""
+
+import json
+
+import pytest
+from transformers import TrainerControl, TrainerState, TrainingArguments
+
+from xlm_hf.cli import main
+from xlm_hf.compare import TimeBudget
+
+TINY = [
+    "model.hidden_size=32",
+    "model.num_hidden_layers=1",
+    "model.num_attention_heads=2",
+    "model.intermediate_size=64",
+    "training.per_device_train_batch_size=16",
+    "training.per_device_eval_batch_size=32",
+    "training.max_steps=100000",  # only the budget can stop these runs
+    "training.disable_tqdm=true",
+    "training.logging_steps=1000",
+]
+BUDGET_MINUTES = 0.02  # 1.2 s of training per run
+
+
+@pytest.mark.parametrize("clock", ["cpu", "wall"])
+def test_budget_stops_training_once_spent(clock, tmp_path):
+    args, state = TrainingArguments(output_dir=str(tmp_path), report_to="none"), TrainerState()
+    generous, spent = TimeBudget(3600, clock), TimeBudget(0, clock)
+    for budget in (generous, spent):
+        budget.on_train_begin(args, state, TrainerControl())
+    control = TrainerControl()
+    generous.on_step_end(args, state, control)
+    assert not control.should_training_stop and not generous.stopped_by_budget
+    spent.on_step_end(args, state, control)
+    assert control.should_training_stop and control.should_save and spent.stopped_by_budget
+    spent.on_train_end(args, state, control)
+    assert set(spent.training_time) == {"cpu", "wall"} and spent.training_time["wall"] >= 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--families", "arlm,nope"],
+            "No experiment star_easy_nope: the families with a recipe for star_easy are",
+        ),
+        (["--families", "arlm", "--budget-minutes", "0"], "--budget-minutes must be a positive number"),
+        (["--families", "arlm,arlm"], "names a family twice"),
+        (["--families", "arlm", "--seeds", "a,b"], "--seeds must be comma-separated int values"),
+        (["--families", "arlm", "--set", "model.bogus=1"], "Unknown key(s) 'bogus'"),
+        (["--families", "arlm", "--limit", "0"], "--limit must be a positive number"),
+    ],
+)
+def test_a_request_that_cannot_run_is_one_error_before_training(argv, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["compare", "star_easy", "--budget-minutes", "1", "--out", str(out), *argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+    assert not out.exists()  # nothing trained, nothing written
+
+
+def test_compare_trains_evaluates_and_tabulates_two_families(tmp_path, data_dir, capsys):
+    out = tmp_path / "out"
+    overrides = [item for override in TINY for item in ("--set", override)]
+    argv = ["compare", "star_easy", "--families", "arlm,mlm", "--budget-minutes", str(BUDGET_MINUTES)]
+    assert main([*argv, "--out", str(out), "--limit", "16", *overrides]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "results.json").read_text())
+    assert report["clock"] == "cpu" and report["budget_minutes"] == BUDGET_MINUTES
+    assert [(row["family"], row["seed"]) for row in report["rows"]] == [("arlm", 42), ("mlm", 42)]
+    for row in report["rows"]:
+        assert row["stopped_by_budget"] and 0 < row["train_steps"] < 100000
+        assert row["train_cpu_seconds"] >= BUDGET_MINUTES * 60  # stopped only once the budget was spent
+        assert 0.0 <= row["exact_match"] <= 1.0 and 0.0 <= row["token_accuracy"] <= 1.0
+        assert row["test_examples"] == 16 and row["generation_tokens_per_second"] > 0
+        assert (out / "runs" / f"{row['family']}-seed42" / "model.safetensors").is_file()
+        assert (
+            json.loads((out / "runs" / f"{row['family']}-seed42" / "results.json").read_text())["split"]
+            == "test"
+        )
+    table = (out / "results.md").read_text()
+    assert "| family | seed | exact match %" in table and "| arlm | 42 |" in table and "| mlm | 42 |" in table
+    assert table in printed

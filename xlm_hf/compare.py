@@ -1,0 +1,265 @@
+"""`xlm-hf compare`: train and evaluate several families on one task at an equal time budget, and tabulate them.
+
+    xlm-hf compare star_easy --families arlm,mlm,mdlm,ilm --budget-minutes 30 --seeds 42,43 --out outputs/compare
+
+For each family and seed, the family's recipe for the task (the built-in experiment `<task>_<family>`) is trained
+with `training.seed` set, until its own `max_steps` or until the budget is spent, whichever comes first:
+- the budget is **CPU time** of the training process by default (`--clock cpu`: `time.process_time()`, the CPU
+  seconds of every thread of the process, so two threads spend a budget twice as fast as one), or **wall time**
+  (`--clock wall`); it counts from the first training step's start, not the data preparation;
+- training runs without periodic evaluation (an evaluation would spend the budget), and stops at the end of the
+  step where the budget ran out; the export, then the evaluation on the test split, come after;
+- the learning-rate schedule follows the recipe's `max_steps`: a budget that stops training well before it stops a
+  schedule mid-way (set `--set training.max_steps=N` to end the schedule within the budget).
+
+Then each exported model is evaluated on the test split (`xlm-hf eval`'s job; `--limit` for the first N examples)
+and its generation speed measured: new tokens per second of `generate` over the first test prompts (batch of
+`--speed-batch-size`, greedy as the recipe says, on the CPU, after one warm-up batch). The table (`results.md`)
+and all numbers (`results.json`) go to `--out`; each run's folder is `<out>/runs/<family>-seed<S>`.
+"""
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from .atomic_io import atomic_write_text
+from .experiment import available_experiments
+
+CLOCKS = ("cpu", "wall")
+RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
+
+
+class TimeBudget(TrainerCallback):
+    """Stops training at the end of the step where `seconds` of `clock` time (see the module docstring) have been
+    spent since training began; the stopping step is saved like a last step."""
+
+    def __init__(self, seconds: float, clock: str = "cpu"):
+        if clock not in CLOCKS:
+            raise ValueError(f"The budget clock is one of {CLOCKS}, got {clock!r}.")
+        self.seconds, self.clock = float(seconds), clock
+        self.start_cpu = self.start_wall = 0.0
+        self.stopped_by_budget = False
+        self.training_time: dict[str, float] = {}  # {"cpu": s, "wall": s} of training alone, set when it ends
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self.start_cpu, self.start_wall = time.process_time(), time.perf_counter()
+
+    def spent(self) -> dict[str, float]:
+        return {"cpu": time.process_time() - self.start_cpu, "wall": time.perf_counter() - self.start_wall}
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self.spent()[self.clock] >= self.seconds:
+            self.stopped_by_budget = True
+            control.should_training_stop = True
+            # saved like a last step: the weights are on disk before the export and the evaluation
+            control.should_save = True
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self.training_time = self.spent()  # before the export and the evaluation
+
+
+@dataclass
+class CompareRow:
+    family: str
+    experiment: str
+    seed: int
+    exact_match: float | None
+    token_accuracy: float | None
+    train_steps: int
+    train_cpu_seconds: float
+    train_wall_seconds: float
+    stopped_by_budget: bool
+    generation_tokens_per_second: float
+    test_examples: int
+    output_dir: str
+    metrics: dict[str, float]
+
+
+def parse_list(text: str, what: str, cast=str) -> list:
+    items = [item.strip() for item in str(text).split(",") if item.strip()]
+    if not items:
+        raise ValueError(f"--{what} needs at least one value (comma-separated).")
+    try:
+        return [cast(item) for item in items]
+    except ValueError:
+        raise ValueError(f"--{what} must be comma-separated {cast.__name__} values, got {text!r}.") from None
+
+
+def check_request(task: str, families: list[str], budget_minutes: float, clock: str) -> list[str]:
+    """One error for anything that would fail later: an unknown task, a family without a recipe for the task, a
+    budget that is not positive. Returns the experiment names, in the families' order."""
+    from .tasks import get_task
+
+    get_task(task)
+    if (
+        isinstance(budget_minutes, bool)
+        or not isinstance(budget_minutes, (int, float))
+        or not budget_minutes > 0
+    ):
+        raise ValueError(f"--budget-minutes must be a positive number of minutes, got {budget_minutes!r}.")
+    if not math.isfinite(budget_minutes):
+        raise ValueError(f"--budget-minutes must be finite, got {budget_minutes!r}.")
+    if clock not in CLOCKS:
+        raise ValueError(f"--clock must be one of {', '.join(CLOCKS)}, got {clock!r}.")
+    if len(set(families)) != len(families):
+        raise ValueError(f"--families names a family twice: {families}.")
+    names = [f"{task}_{family}" for family in families]
+    known = set(available_experiments())
+    missing = [name for name in names if name not in known]
+    if missing:
+        have = sorted(name.removeprefix(f"{task}_") for name in known if name.startswith(f"{task}_"))
+        raise ValueError(
+            f"No experiment {', '.join(missing)}: the families with a recipe for {task} are "
+            f"{', '.join(have) or 'none'}. Drop the others from --families, or add xlm_hf/experiments/<task>_<family>.yaml."
+        )
+    return names
+
+
+def generation_speed(
+    model_dir: str | Path, task: str, limit: int, batch_size: int, cache_dir: str | None = None
+) -> float:
+    """New (non-special) tokens per second of `generate` on the first test prompts, after one warm-up batch."""
+    from .export import load_model_and_tokenizer
+    from .modeling.generation_utils import new_token_mask
+    from .tasks import load_task
+
+    model, tokenizer, _, _ = load_model_and_tokenizer(model_dir)
+    model.to("cpu").eval()
+    prompts = load_task(task, cache_dir)["test"]["prompt"][:limit]
+    tokenizer.padding_side = "left"
+    special = torch.tensor(tokenizer.all_special_ids)
+    batches = [prompts[start : start + batch_size] for start in range(0, len(prompts), batch_size)]
+    tokens, seconds = 0, 0.0
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for index, batch in enumerate([batches[0], *batches]):  # the first run warms up (not counted)
+            encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+            start = time.perf_counter()
+            output = model.generate(**encoded, return_dict_in_generate=True)
+            elapsed = time.perf_counter() - start
+            if index == 0:
+                continue
+            sequences = output.sequences if hasattr(output, "sequences") else output
+            new = new_token_mask(output, encoded["input_ids"]) & ~torch.isin(sequences, special)
+            tokens += int(new.sum())
+            seconds += elapsed
+    return tokens / seconds if seconds > 0 else 0.0
+
+
+def compare(
+    task: str,
+    families: list[str],
+    budget_minutes: float,
+    seeds: list[int] = (42,),
+    out: str | Path | None = None,
+    clock: str = "cpu",
+    overrides: list[str] | None = None,
+    limit: int | None = None,
+    speed_examples: int = 256,
+    speed_batch_size: int = 64,
+) -> dict[str, Any]:
+    """Trains, evaluates and times every family on `task` (see the module docstring); returns what results.json
+    holds."""
+    from . import jobs
+
+    names = check_request(task, families, budget_minutes, clock)
+    if isinstance(speed_examples, bool) or not isinstance(speed_examples, int) or speed_examples < 1:
+        raise ValueError(f"--speed-examples must be a positive number of prompts, got {speed_examples!r}.")
+    speed_batch_size = min(speed_batch_size, speed_examples)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"--limit must be a positive number of test examples, got {limit!r}.")
+    out = Path(out or Path("outputs") / "compare" / task)
+    overrides = list(overrides or [])
+
+    def run_overrides(family: str, seed: int) -> list[str]:
+        return [
+            *overrides,
+            f"training.seed={seed}",
+            f"training.output_dir={out / 'runs' / f'{family}-seed{seed}'}",
+            "training.eval_strategy=no",  # periodic evaluation would spend the budget
+            "training.save_strategy=no",
+        ]
+
+    # every experiment is read and checked before anything trains
+    experiments = {
+        (family, seed): jobs.prepare_experiment(name, run_overrides(family, seed))
+        for family, name in zip(families, names)
+        for seed in seeds
+    }
+    rows: list[CompareRow] = []
+    for (family, seed), experiment in experiments.items():
+        budget = TimeBudget(budget_minutes * 60, clock)
+        summary = jobs.train(experiment, callbacks=[budget])
+        spent = budget.training_time
+        output_dir = summary["output_dir"]
+        results = jobs.evaluate(output_dir, split="test", limit=limit)
+        metrics = results["metrics"]
+        cache_dir = experiment["data"].get("cache_dir")
+        speed = generation_speed(output_dir, task, speed_examples, speed_batch_size, cache_dir)
+        rows.append(
+            CompareRow(
+                family=family,
+                experiment=experiment["name"],
+                seed=seed,
+                # the task's own full-answer match: sudoku scores whole grids (`sudoku_exact_match`)
+                exact_match=metrics.get(
+                    "eval_prediction_exact_match", metrics.get("eval_prediction_sudoku_exact_match")
+                ),
+                token_accuracy=metrics.get("eval_prediction_token_accuracy"),
+                train_steps=summary["global_step"],
+                train_cpu_seconds=round(spent["cpu"], 2),
+                train_wall_seconds=round(spent["wall"], 2),
+                stopped_by_budget=budget.stopped_by_budget,
+                generation_tokens_per_second=round(speed, 1),
+                test_examples=results["num_examples"],
+                output_dir=output_dir,
+                metrics=metrics,
+            )
+        )
+    report = {
+        "task": task,
+        "budget_minutes": budget_minutes,
+        "clock": clock,
+        "seeds": list(seeds),
+        "overrides": overrides,
+        "torch_threads": torch.get_num_threads(),
+        "out": str(out),
+        "rows": [asdict(row) for row in rows],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / RESULTS_JSON, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / RESULTS_MD, markdown_table(report))
+    return report
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The rows of a results.json as a markdown table, with the budget it was measured under."""
+    lines = [
+        f"**{report['task']}**, budget {report['budget_minutes']} {report['clock'].upper()}-minutes per run "
+        f"(training only; {report['torch_threads']} torch thread(s)); test split.",
+        "",
+        "| family | seed | exact match % | token accuracy % | steps | train CPU s | train wall s | stopped by budget "
+        "| generation new tokens/s | test examples |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        lines.append(
+            f"| {row['family']} | {row['seed']} | {_percent(row['exact_match'])} | {_percent(row['token_accuracy'])} "
+            f"| {row['train_steps']} | {row['train_cpu_seconds']} | {row['train_wall_seconds']} "
+            f"| {'yes' if row['stopped_by_budget'] else 'no'} | {row['generation_tokens_per_second']} "
+            f"| {row['test_examples']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["compare", "TimeBudget", "markdown_table", "check_request", "generation_speed", "CLOCKS"]
