@@ -188,15 +188,24 @@ class XLMCausalTextGenerationPipeline(TextGenerationPipeline):
     def postprocess(self, model_outputs, return_type=ReturnType.FULL_TEXT, **kwargs):
         records = super().postprocess(model_outputs, return_type=return_type, **kwargs)
         prompt_text = model_outputs["prompt_text"]
-        if return_type != ReturnType.FULL_TEXT or not isinstance(prompt_text, str):
+        if return_type not in (ReturnType.FULL_TEXT, ReturnType.NEW_TEXT):
+            return records
+        if return_type == ReturnType.FULL_TEXT and not isinstance(prompt_text, str):
             return records
         input_ids = model_outputs["input_ids"]
         width = 0 if input_ids is None else input_ids.shape[-1]
+        if width and hasattr(self.model, "lay_out_prompts"):
+            # the prompt as `generate` laid it out: `[BOS] prompt` (lm layout) puts its [BOS] in front
+            width = self.model.lay_out_prompts(input_ids, model_outputs.get("attention_mask"))[0].shape[-1]
         decode_options = {
             "skip_special_tokens": kwargs.get("skip_special_tokens") is not False,
             "clean_up_tokenization_spaces": kwargs.get("clean_up_tokenization_spaces"),
         }
         for record, sequence in zip(records, model_outputs["generated_sequence"][0].tolist()):
+            if return_type == ReturnType.NEW_TEXT:
+                # the tokens after the laid-out prompt (transformers counts the prompt's own tokens only)
+                record["generated_text"] = self.tokenizer.decode(sequence[width:], **decode_options)
+                continue
             # decoded together, prompt and continuation are separated as the tokenizer separates tokens
             whole = self.tokenizer.decode(sequence, **decode_options)
             prompt = self.tokenizer.decode(sequence[:width], **decode_options)
