@@ -28,7 +28,7 @@ from xlm_hf.families import (
 ROOT = Path(__file__).resolve().parents[1]
 # Where each installed package of the project lives in the repository (see pyproject.toml's package-dir).
 PACKAGE_DIRS = {"xlm_hf": ROOT / "xlm_hf", "xlm_hf.modeling": ROOT / "modeling"}
-BUILT_IN = {"arlm", "mlm", "mdlm", "ilm"}
+BUILT_IN = {"arlm", "mlm", "mdlm", "ilm", "flexmdm"}
 
 
 # ----- no import cycle -----------------------------------------------------------------------------------------
@@ -131,7 +131,9 @@ def test_built_in_families_are_discovered():
     assert BUILT_IN <= set(family_names()) and BUILT_IN <= set(available_families())
     # subpackages that register no family are not families
     assert not {"tasks", "metrics", "modeling", "model_cards", "experiments"} & set(family_names())
-    with pytest.raises(ValueError, match="Unknown family 'tasks'. Known families: arlm, ilm, mdlm, mlm"):
+    with pytest.raises(
+        ValueError, match="Unknown family 'tasks'. Known families: arlm, flexmdm, ilm, mdlm, mlm"
+    ):
         get_family("tasks")
     for name in BUILT_IN:
         family = get_family(name)
