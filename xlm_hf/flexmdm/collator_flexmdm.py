@@ -17,6 +17,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from ..collator_utils import batch_generator, pad_left, pad_right, require_token_id
+from ..mlm.collator_mlm import MLMCollatorForUnconditionalPrediction
 from ..modeling.modeling_flexmdm import stratified_times
 
 
@@ -199,28 +200,9 @@ class FlexMDMCollatorForInfillPrediction:
         }
 
 
-@dataclass
-class FlexMDMCollatorForUnconditionalPrediction:
-    """Unconditional generation: no prompt (`input_ids` of width 0), one row per example; `target_ids` is the
-    example's `target [EOS]` right-padded to `block_size` when present, so the generation eval machinery can run
-    and write the samples (agreement with a random reference is not a quality measure)."""
-
-    tokenizer: PreTrainedTokenizerBase
-    block_size: int
-    input_block_size: int | None = None  # accepted for a uniform signature; unused
-
-    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        pad = require_token_id(self.tokenizer, "pad_token")
-        eos = require_token_id(self.tokenizer, "eos_token")
-        batch_size = len(examples)
-        targets = [[*list(ex.get("target_ids") or [])[: self.block_size - 1], eos] for ex in examples]
-        target_ids, _ = pad_right(targets, self.block_size, pad)
-        return {
-            "input_ids": torch.zeros((batch_size, 0), dtype=torch.long),
-            "attention_mask": torch.zeros((batch_size, 0), dtype=torch.long),
-            "target_ids": target_ids,
-            "unconditional": True,
-        }
+class FlexMDMCollatorForUnconditionalPrediction(MLMCollatorForUnconditionalPrediction):
+    """Unconditional generation: no prompt, one row per example (the layout is MLM's: `generate` starts from
+    `[BOS] [EOS]` and inserts the sample)."""
 
 
 __all__ = [
