@@ -1,7 +1,8 @@
 """Generation of FlexMDM: insertion and unmasking from t = 0 upward (spec §1.5 e).
 
 A row starts as `prompt [BOS] [EOS]` (plain prompt), `[BOS] text [EOS]` with the `[MASK]` runs of an infilling
-prompt removed (each run marks a gap whose length the model chooses), or `[BOS] [EOS]` (no prompt). Insertion is
+prompt removed (each run marks a gap whose length the model chooses; a prompt that holds `[BOS]`, `source [BOS]
+text`, keeps its source before it, as the seq2seq collators lay it out), or `[BOS] [EOS]` (no prompt). Insertion is
 allowed only in the gaps after `[BOS]` (plain prompts) or in the marked gaps (infilling), and in every gap that
 generated tokens open; the given tokens are never changed, and stay in order.
 
@@ -439,7 +440,8 @@ class FlexMDMGenerationMixin(NonAutoregressiveGenerationMixin):
         rows, gaps = [], []
         for prompt in prompts:
             if mask_id in prompt:  # infilling: each run of [MASK]s is a gap before the next kept token
-                tokens, insertable = [bos], [False]
+                # `source [BOS] text` keeps its source, as the seq2seq collators lay it out; plain text gets a [BOS]
+                tokens, insertable = ([], []) if bos in prompt else ([bos], [False])
                 gap = False
                 for token in [*prompt, eos]:
                     if token == mask_id:

@@ -247,6 +247,16 @@ class TestFlexMDMGeneration(TinyFamily):
         assert len(row) - 5 == 6  # the gap grew to the budget: the model asked for more than 6
         assert output.new_token_mask[0].sum() == 6
 
+    def test_infilling_after_a_source_keeps_the_source_before_its_bos(self):
+        tokenizer = self.make_tokenizer()
+        model = self.model_with_gap(2.0)
+        inputs = tokenizer(["5 6 [BOS] 3 [MASK] 8"], return_tensors="pt")
+        output = model.generate(**inputs, num_steps=5, max_new_tokens=2, suppress_tokens=list(range(7)))
+        row = [t for t in output.sequences[0].tolist() if t != PAD]
+        five, six, three, eight = tokenizer.convert_tokens_to_ids(["5", "6", "3", "8"])
+        assert row[:4] == [five, six, BOS, three] and row[-2:] == [eight, EOS], row  # one [BOS]: the source's
+        assert len(row) == 6 + 2 and output.new_token_mask[0].sum() == 2
+
     def test_a_gap_the_model_predicts_empty_stays_empty(self):
         tokenizer = self.make_tokenizer()
         model = self.model_with_gap(0.01)
