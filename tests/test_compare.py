@@ -83,3 +83,14 @@ def test_compare_trains_evaluates_and_tabulates_two_families(tmp_path, data_dir,
     table = (out / "results.md").read_text()
     assert "| family | seed | exact match %" in table and "| arlm | 42 |" in table and "| mlm | 42 |" in table
     assert table in printed
+
+
+def test_speed_prompts_are_the_prompts_or_the_opening_words_of_text_documents():
+    from datasets import Dataset
+
+    from xlm_hf.compare import speed_prompts
+
+    star = Dataset.from_dict({"prompt": ["1 2", "3 4", "5 6"], "target": ["a", "b", "c"]})
+    assert speed_prompts(star, 2) == ["1 2", "3 4"]
+    text = Dataset.from_dict({"text": ["one two three four five six seven eight nine ten", "short one"]})
+    assert speed_prompts(text, 5) == ["one two three four five six seven eight", "short one"]

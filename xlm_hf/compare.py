@@ -121,6 +121,14 @@ def check_request(task: str, families: list[str], budget_minutes: float, clock: 
     return names
 
 
+def speed_prompts(split, limit: int) -> list[str]:
+    """The prompts `generation_speed` times: a task's `prompt` column, or for a text corpus (no prompts) the first
+    eight words of each held-out document, as the model card's examples are made."""
+    if "prompt" in split.column_names:
+        return list(split["prompt"][:limit])
+    return [" ".join(text.split()[:8]) for text in split["text"][:limit]]
+
+
 def generation_speed(
     model_dir: str | Path, task: str, limit: int, batch_size: int, cache_dir: str | None = None
 ) -> float:
@@ -131,7 +139,7 @@ def generation_speed(
 
     model, tokenizer, _, _ = load_model_and_tokenizer(model_dir)
     model.to("cpu").eval()
-    prompts = load_task(task, cache_dir)["test"]["prompt"][:limit]
+    prompts = speed_prompts(load_task(task, cache_dir)["test"], limit)
     tokenizer.padding_side = "left"
     special = torch.tensor(tokenizer.all_special_ids)
     batches = [prompts[start : start + batch_size] for start in range(0, len(prompts), batch_size)]
