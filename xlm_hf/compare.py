@@ -143,11 +143,16 @@ def generation_speed(
     tokenizer.padding_side = "left"
     special = torch.tensor(tokenizer.all_special_ids)
     batches = [prompts[start : start + batch_size] for start in range(0, len(prompts), batch_size)]
+    # a text prompt may be long in tokens: keep its start, leaving room for what generate adds (layout + new tokens)
+    room = model.config.max_position_embeddings - (model.generation_config.max_new_tokens or 0) - 2
+    truncation = {"truncation": True, "max_length": room} if room > 0 else {}
     tokens, seconds = 0, 0.0
     torch.manual_seed(0)
     with torch.no_grad():
         for index, batch in enumerate([batches[0], *batches]):  # the first run warms up (not counted)
-            encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+            encoded = tokenizer(
+                batch, return_tensors="pt", padding=True, add_special_tokens=False, **truncation
+            )
             start = time.perf_counter()
             output = model.generate(**encoded, return_dict_in_generate=True)
             elapsed = time.perf_counter() - start
