@@ -102,6 +102,7 @@ def build_eval_tasks(
     """The experiment's eval tasks (or the defaults), each over its split with its own collator."""
     data_args = data_arguments(experiment)
     input_block_size, block_size = block_sizes(data_args)
+    task = resolve_task(data_args)
     specs = experiment.get("eval_tasks") or DEFAULT_EVAL_TASKS
     limit = limit if limit is not None else data_args.max_eval_samples
     tasks = {}
@@ -118,7 +119,7 @@ def build_eval_tasks(
             dataset = dataset.select(range(min(task_limit, len(dataset))))
         if kind in TEXT_EVAL_KINDS:  # perplexity, generative_perplexity, infill: xlm_hf/metrics/text_eval.py
             collator, options = text_eval_task_parts(
-                name, spec, family, experiment, tokenizer, resolve_task(data_args), block_size
+                name, spec, family, experiment, tokenizer, task, block_size
             )
             tasks[name] = EvalTask(name, dataset, collator, kind=kind, options=options)
             continue
@@ -129,7 +130,6 @@ def build_eval_tasks(
                 f"{sorted(family.collators)}."
             )
         collator_options = experiment.get("collator", {}) if collator_kind == "seq2seq" else {}
-        task = resolve_task(data_args)
         if isinstance(task, TextTask) and collator_kind == "seq2seq":  # text: the family's LM collator
             collator = task.lm_collator(family, tokenizer, **collator_options)
         else:
