@@ -11,6 +11,7 @@ batches from 0, and one without a seed draws from torch's global generator.
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch.utils.data import get_worker_info
@@ -127,7 +128,18 @@ def batch_generator(collator) -> torch.Generator | None:
     return noise.next_generator()
 
 
+def check_prompt_fits(examples: list[dict[str, Any]], width: int, extra: int, name: str) -> None:
+    """One clear error for a prompt that, with the `extra` layout tokens around it, is wider than `name`."""
+    for example in examples:
+        if len(example["prompt_ids"]) + extra > width:
+            raise ValueError(
+                f"A prompt of {len(example['prompt_ids'])} tokens (+{extra} special) does not fit {name}={width}; "
+                f"raise data.{name}."
+            )
+
+
 __all__ = [
+    "check_prompt_fits",
     "pad_left",
     "pad_right",
     "require_token_id",

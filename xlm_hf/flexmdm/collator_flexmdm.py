@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ..collator_utils import batch_generator, pad_left, pad_right, require_token_id
+from ..collator_utils import batch_generator, check_prompt_fits, pad_left, pad_right, require_token_id
 from ..mlm.collator_mlm import MLMCollatorForUnconditionalPrediction
 from ..modeling.modeling_flexmdm import stratified_times
 
@@ -43,15 +43,6 @@ class _FlexMDMNoise:
             "insertion_noise": torch.rand((rows, width), generator=generator),
             "unmasking_noise": torch.rand((rows, width), generator=generator),
         }
-
-
-def _check_prompt_fits(examples: list[dict[str, Any]], width: int, extra: int, name: str) -> None:
-    for example in examples:
-        if len(example["prompt_ids"]) + extra > width:
-            raise ValueError(
-                f"A prompt of {len(example['prompt_ids'])} tokens (+{extra} special) does not fit {name}={width}; "
-                f"raise data.{name}."
-            )
 
 
 @dataclass
@@ -97,7 +88,7 @@ class FlexMDMCollatorForSeq2Seq(_FlexMDMNoise):
         pad = require_token_id(self.tokenizer, "pad_token")
         bos = require_token_id(self.tokenizer, "bos_token")
         eos = require_token_id(self.tokenizer, "eos_token")
-        _check_prompt_fits(examples, self.input_block_size, 1, "input_block_size")
+        check_prompt_fits(examples, self.input_block_size, 1, "input_block_size")
         width = self.input_block_size + self.block_size
         rows, spans = [], []
         for example in examples:
@@ -125,7 +116,7 @@ class FlexMDMCollatorForSeq2SeqPrediction:
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         pad = require_token_id(self.tokenizer, "pad_token")
         eos = require_token_id(self.tokenizer, "eos_token")
-        _check_prompt_fits(examples, self.input_block_size, 0, "input_block_size")
+        check_prompt_fits(examples, self.input_block_size, 0, "input_block_size")
         input_ids, attention_mask = pad_left(
             [ex["prompt_ids"] for ex in examples], self.input_block_size, pad
         )

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ..collator_utils import batch_generator, pad_left, pad_right, require_token_id
+from ..collator_utils import batch_generator, check_prompt_fits, pad_left, pad_right, require_token_id
 
 
 def mask_tokens(
@@ -106,15 +106,6 @@ class MLMCollatorForLM(_MaskingCollator):
         return self._noise(clean, attention_mask, maskable)
 
 
-def _check_prompt_fits(examples: list[dict[str, Any]], width: int, extra: int, name: str) -> None:
-    for example in examples:
-        if len(example["prompt_ids"]) + extra > width:
-            raise ValueError(
-                f"A prompt of {len(example['prompt_ids'])} tokens{' (+[BOS])' if extra else ''} does not fit "
-                f"{name}={width}; raise data.{name}."
-            )
-
-
 @dataclass
 class MLMCollatorForSeq2Seq(_MaskingCollator):
     """Seq2seq training (xlm-core HEAD layout): `prompt [BOS]? slot`, where the slot is `target [EOS]` padded or
@@ -133,7 +124,7 @@ class MLMCollatorForSeq2Seq(_MaskingCollator):
         pad = require_token_id(self.tokenizer, "pad_token")
         eos = require_token_id(self.tokenizer, "eos_token")
         head = [require_token_id(self.tokenizer, "bos_token")] if self.add_bos else []
-        _check_prompt_fits(examples, self.input_block_size, len(head), "input_block_size")
+        check_prompt_fits(examples, self.input_block_size, len(head), "input_block_size")
         slots, slot_real = pad_right([[*ex["target_ids"], eos] for ex in examples], self.block_size, pad)
         width = self.input_block_size + self.block_size
         clean = torch.full((len(examples), width), pad, dtype=torch.long)
@@ -168,7 +159,7 @@ class MLMCollatorForSeq2SeqPrediction:
         pad = require_token_id(self.tokenizer, "pad_token")
         eos = require_token_id(self.tokenizer, "eos_token")
         head = [require_token_id(self.tokenizer, "bos_token")] if self.add_bos else []
-        _check_prompt_fits(examples, self.input_block_size, len(head), "input_block_size")
+        check_prompt_fits(examples, self.input_block_size, len(head), "input_block_size")
         input_ids, attention_mask = pad_left(
             [[*ex["prompt_ids"], *head] for ex in examples], self.input_block_size, pad
         )
