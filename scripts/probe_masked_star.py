@@ -14,6 +14,16 @@ written here, as an upper bound on what a decoder that plans backwards from the 
 
     python scripts/probe_masked_star.py outputs/star_easy_mdlm --limit 500
 
+`--oracle` needs no model either: it runs the real samplers with the one-hop oracle of
+tests/test_masked_star_decoding.py on `--limit` graphs of `--task` (numpy seed 1), in both answer layouts
+(`target_alignment` left and right), and prints the exact match of each (and on the graphs whose walk back from the
+goal meets no fork):
+
+    python scripts/probe_masked_star.py --oracle --task star_medium --limit 300
+
+A model trained with `collator.target_alignment: right` is probed in that layout (read from its experiment file, or
+`--target-alignment right`).
+
 `--simulate` needs no model: it plays the decoding orders against an idealised star_easy denoiser that knows every
 one-hop look-up (a node next to a correct node, and the node before the goal) and guesses the first inner node
 among the source's three successors otherwise, and prints the exact match each order would reach.
@@ -22,11 +32,14 @@ among the source's three successors otherwise, and prints the exact match each o
 import argparse
 import json
 import random
+import sys
+from pathlib import Path
 
 import torch
 from datasets import load_from_disk
 
-from xlm_hf.export import load_model_and_tokenizer
+from xlm_hf.collator_utils import pad_slots
+from xlm_hf.export import load_model_and_tokenizer, read_experiment_file
 from xlm_hf.tasks import default_cache_dir
 
 
@@ -38,16 +51,17 @@ def load_examples(task: str, split: str, limit: int, tokenizer) -> tuple[list[li
     return prompts, targets
 
 
-def teacher_forced_canvas(model, prompts, targets, block_size: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """`prompt [BOS] target [EOS] [PAD]...` per row (all prompts of a star task have the same length) and the
-    column where the slot starts."""
+def teacher_forced_canvas(
+    model, prompts, targets, block_size: int, target_alignment: str = "left"
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """`prompt [BOS] target [EOS] [PAD]...` per row (or `[PAD]... target [EOS]` right-aligned; all prompts of a
+    star task have the same length) and the column where the slot starts."""
     config = model.config
-    rows = []
-    for prompt, target in zip(prompts, targets):
-        slot = [*target, config.eos_token_id]
-        slot += [config.pad_token_id] * (block_size - len(slot))
-        rows.append([*prompt, config.bos_token_id, *slot])
-    canvas = torch.tensor(rows)
+    answers = [[*target, config.eos_token_id] for target in targets]
+    slots, _ = pad_slots(answers, block_size, config.pad_token_id, target_alignment)
+    canvas = torch.tensor(
+        [[*prompt, config.bos_token_id, *slot] for prompt, slot in zip(prompts, slots.tolist())]
+    )
     return canvas, torch.ones_like(canvas), len(prompts[0]) + 1
 
 
@@ -65,10 +79,14 @@ def masked_accuracy(model, canvas, attention_mask, start: int, masked_columns: l
 
 @torch.no_grad()
 @torch.no_grad()
-def attention_to_lookup(model, canvas, attention_mask, start: int, inner: int) -> dict[str, list]:
+def attention_to_lookup(
+    model, canvas, attention_mask, start: int, inner: int, answer: int | None = None
+) -> dict[str, list]:
     """Mean attention, per layer and head, of the node before the goal (its second copy, every inner node masked)
     to the goal in the prompt, the goal in the slot, and the two tokens of the edge `(node, goal)` in the edge list
-    (the look-up's target); uniform attention would give 1 / length to each."""
+    (the look-up's target); uniform attention would give 1 / length to each. `start` is the slot's first column,
+    `answer` the answer's (after the padding of a right-aligned slot; `start` by default)."""
+    prompt_end, start = start, start if answer is None else answer
     noisy = canvas.clone()
     noisy[:, start + 1 : start + inner + 1] = model.config.mask_token_id
     implementation = model.config._attn_implementation
@@ -77,7 +95,7 @@ def attention_to_lookup(model, canvas, attention_mask, start: int, inner: int) -
         attentions = model(input_ids=noisy, attention_mask=attention_mask, output_attentions=True).attentions
     finally:
         model.config._attn_implementation = implementation
-    query, goal_column = start + inner, start - 2  # prompt: edges, source, goal, [BOS]
+    query, goal_column = start + inner, prompt_end - 2  # prompt: edges, source, goal, [BOS]
     goal = canvas[:, goal_column]
     rows = torch.arange(len(canvas))
     # the edge (node, goal): the goal in a second slot of the edge list
@@ -198,10 +216,48 @@ DECODERS = {
 }
 
 
+def oracle_exact_match(task: str, limit: int) -> dict[str, object]:
+    """Exact match of the one-hop oracle (tests/test_masked_star_decoding.py) under the real samplers, in both
+    answer layouts, on `limit` graphs of `task` (numpy seed 1)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_masked_star_decoding import AnswerSlot, oracle_model, solved, star_graphs, walk_back_forks
+
+    tokenizer, prompts, examples, answers = star_graphs(task, limit, seed=1)
+    forks = torch.tensor([walk_back_forks(example) for example in examples])
+    results: dict[str, object] = {
+        "task": task,
+        "graphs": limit,
+        "no fork walking back": round(1 - forks.float().mean().item(), 3),
+    }
+    decoders = {
+        "top_prob, 1/step": {"sampler": "unmask", "unmasking_order": "top_prob"},
+        "prob_diff, 1/step": {"sampler": "unmask", "unmasking_order": "prob_diff"},
+        "ancestral": {"sampler": "ancestral", "num_steps": None},
+        "random, 1/step": {"sampler": "unmask", "unmasking_order": "random"},
+    }
+    for alignment in ("left", "right"):
+        layout = AnswerSlot(task, alignment)
+        model = oracle_model("mdlm", tokenizer, layout)
+        for name, generation in decoders.items():
+            generation = {**generation, "num_steps": layout.width}
+            hits = solved(model, tokenizer, prompts, answers, layout, **generation)
+            results[f"{alignment}: {name}"] = round(hits.float().mean().item(), 3)
+            if not bool(forks.all()):
+                results[f"{alignment}: {name}, no fork"] = round(hits[~forks].float().mean().item(), 3)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", nargs="?")
     parser.add_argument("--simulate", action="store_true", help="decoding orders against an idealised model")
+    parser.add_argument("--oracle", action="store_true", help="the one-hop oracle under the real samplers")
+    parser.add_argument(
+        "--target-alignment",
+        choices=["left", "right"],
+        default=None,
+        help="the answer's place in its slot (default: the model's experiment file, else left)",
+    )
     parser.add_argument("--task", default="star_easy")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--limit", type=int, default=500)
@@ -215,29 +271,43 @@ def main() -> None:
         for order in ("confidence", "random", "ancestral"):
             print(f"{order}: exact match {simulated_exact_match(order):.3f}")
         return
+    if args.oracle:
+        print(json.dumps(oracle_exact_match(args.task, args.limit), indent=1))
+        return
     if args.model_dir is None:
-        parser.error("give a model folder (or --simulate)")
+        parser.error("give a model folder (or --simulate, or --oracle)")
 
-    model, tokenizer, _, _ = load_model_and_tokenizer(args.model_dir)
+    model, tokenizer, _, model_dir = load_model_and_tokenizer(args.model_dir)
     model.eval()
+    alignment = args.target_alignment
+    if alignment is None:
+        experiment = read_experiment_file(model_dir) or {}
+        alignment = (experiment.get("collator") or {}).get("target_alignment", "left")
     prompts, targets = load_examples(args.task, args.split, args.limit, tokenizer)
-    canvas, attention_mask, start = teacher_forced_canvas(model, prompts, targets, args.block_size)
+    canvas, attention_mask, start = teacher_forced_canvas(model, prompts, targets, args.block_size, alignment)
     inner = len(targets[0]) - 2  # slot indices 1 .. inner hold the doubled inner nodes
-    results: dict[str, object] = {"model_dir": args.model_dir, "split": args.split, "examples": len(prompts)}
+    # the inner-node probes assume star_easy's fixed path length; right-aligned, the answer starts after the padding
+    answer = start + (args.block_size - len(targets[0]) - 1 if alignment == "right" else 0)
+    results: dict[str, object] = {
+        "model_dir": args.model_dir,
+        "split": args.split,
+        "examples": len(prompts),
+        "target_alignment": alignment,
+    }
 
     all_masked = masked_accuracy(model, canvas, attention_mask, start, list(range(args.block_size)))
     results["all masked, per slot index"] = [round(a, 3) for a in all_masked]
-    inner_masked = masked_accuracy(model, canvas, attention_mask, start, list(range(1, inner + 1)))
+    inner_masked = masked_accuracy(model, canvas, attention_mask, answer, list(range(1, inner + 1)))
     results["inner masked, per inner index"] = [round(a, 3) for a in inner_masked]
     for node in range(inner // 2):
         columns = [1 + 2 * node, 2 + 2 * node]
         results[f"1 hop, inner node {node + 1}"] = round(
-            sum(masked_accuracy(model, canvas, attention_mask, start, columns)) / 2, 3
+            sum(masked_accuracy(model, canvas, attention_mask, answer, columns)) / 2, 3
         )
 
     if args.attention:
         results["attention of the node before the goal"] = attention_to_lookup(
-            model, canvas, attention_mask, start, inner
+            model, canvas, attention_mask, start, inner, answer
         )
     reference = canvas[:, start:]
     wanted = args.decoders.split(",") if args.decoders != "all" else list(DECODERS)

@@ -3,8 +3,12 @@
 import pytest
 import torch
 from collator_contract import CollatorContract
+from xlm_hf.modeling.configuration_mlm import MLMConfig
+from xlm_hf.modeling.modeling_mlm import MLMForMaskedLM
 from xlm_hf.modeling.noise_schedules import LogLinearNoiseSchedule
 
+from xlm_hf.collator_utils import left_align_slots
+from xlm_hf.families import get_family
 from xlm_hf.mdlm.collator_mdlm import (
     MDLMCollatorForInfill,
     MDLMCollatorForLM,
@@ -19,6 +23,7 @@ from xlm_hf.mlm.collator_mlm import (
     MLMCollatorForSeq2SeqPrediction,
     MLMCollatorForUnconditionalPrediction,
 )
+from xlm_hf.mlm.trainer_mlm import masked_predict_targets
 
 PAD, MASK, EOS, BOS = 0, 2, 3, 4
 
@@ -213,3 +218,118 @@ class TestMDLMCollatorContract(TestMLMCollatorContract):
 
 class TestMDLMMaskedMeanCollatorContract(TestMDLMCollatorContract):
     collator_options = {"seq2seq": {"loss_normalization": "masked_mean"}, "lm": {"loss_on_padding": False}}
+
+
+@pytest.mark.parametrize("collator_class", [MLMCollatorForSeq2Seq, MDLMCollatorForSeq2Seq])
+def test_a_right_aligned_answer_ends_in_the_slots_last_position(star_tokenizer, collator_class):
+    examples = [
+        {"prompt_ids": [7, 8], "target_ids": [10, 11]},
+        {"prompt_ids": [9], "target_ids": [12, 13, 14]},
+    ]
+    batch = collator_class(
+        tokenizer=star_tokenizer, input_block_size=4, block_size=6, target_alignment="right", seed=0
+    )(examples)
+    clean = torch.where(batch["labels"].ne(-100), batch["labels"], batch["input_ids"])
+    # prompt [BOS] slot, the slot padding first and [EOS] last; the row is right-padded to 4 + 6
+    assert clean.tolist() == [
+        [7, 8, BOS, PAD, PAD, PAD, 10, 11, EOS, PAD],
+        [9, BOS, PAD, PAD, 12, 13, 14, EOS, PAD, PAD],
+    ]
+    assert batch["attention_mask"].tolist() == [[1] * 9 + [0], [1] * 8 + [0, 0]]
+    left = collator_class(tokenizer=star_tokenizer, input_block_size=4, block_size=6, seed=0)(examples)
+    clean = torch.where(left["labels"].ne(-100), left["labels"], left["input_ids"])
+    assert clean[0].tolist() == [7, 8, BOS, 10, 11, EOS, PAD, PAD, PAD, PAD]  # the default: left-aligned
+
+
+@pytest.mark.parametrize("collator_class", [MLMCollatorForSeq2Seq, MDLMCollatorForSeq2Seq])
+def test_the_padding_before_a_right_aligned_answer_carries_loss(star_tokenizer, collator_class):
+    examples = [{"prompt_ids": [7, 8], "target_ids": [10]}] * 64  # slot [PAD PAD PAD PAD 10 EOS]
+    batch = collator_class(
+        tokenizer=star_tokenizer, input_block_size=4, block_size=6, target_alignment="right", seed=0
+    )(examples)
+    leading = slice(3, 7)  # the slot's padding, after `7 8 [BOS]`
+    masked = batch["input_ids"][:, leading].eq(MASK)
+    assert bool(masked.any())  # padding is masked like any slot token ...
+    assert bool(batch["labels"][:, leading][masked].eq(PAD).all())  # ... and predicted as padding
+    assert not bool(batch["input_ids"][:, :3].eq(MASK).any())
+
+
+def test_target_alignment_must_be_left_or_right_and_right_needs_loss_on_padding(star_tokenizer):
+    for collator_class in (MLMCollatorForSeq2Seq, MDLMCollatorForSeq2Seq, MDLMCollatorForSeq2SeqPrediction):
+        with pytest.raises(ValueError, match="target_alignment must be one of"):
+            collator_class(
+                tokenizer=star_tokenizer, input_block_size=4, block_size=6, target_alignment="center"
+            )
+    with pytest.raises(ValueError, match="needs loss_on_padding=true"):
+        MDLMCollatorForSeq2Seq(
+            tokenizer=star_tokenizer,
+            input_block_size=4,
+            block_size=6,
+            target_alignment="right",
+            loss_on_padding=False,
+        )
+
+
+def test_left_align_slots_moves_only_the_leading_padding(star_tokenizer):
+    slots = torch.tensor(
+        [[PAD, PAD, 10, 11, EOS], [10, 11, EOS, PAD, PAD], [PAD, 10, PAD, 11, EOS], [PAD] * 5]
+    )
+    assert left_align_slots(slots, PAD).tolist() == [
+        [10, 11, EOS, PAD, PAD],
+        [10, 11, EOS, PAD, PAD],
+        [10, PAD, 11, EOS, PAD],
+        [PAD] * 5,
+    ]
+
+
+@pytest.mark.parametrize("family", ["mlm", "mdlm"])
+def test_right_aligned_predictions_are_scored_in_the_references_layout(star_tokenizer, family):
+    """A model that writes `[PAD PAD 10 11 EOS]` into the slot predicted the reference `10 11 [EOS]`."""
+    config = MLMConfig(
+        vocab_size=len(star_tokenizer),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        **{f"{n}_token_id": getattr(star_tokenizer, f"{n}_token_id") for n in ("pad", "bos", "eos", "mask")},
+    )
+    model = MLMForMaskedLM(config).eval()
+    answer = [PAD, PAD, 10, 11, EOS]
+
+    def denoising_logits(input_ids, attention_mask, t):  # sure of the right-aligned answer in the slot
+        logits = torch.zeros(input_ids.shape + (len(star_tokenizer),))
+        logits[:, -5:, :] = -20.0
+        for column, token in enumerate(answer):
+            logits[:, input_ids.shape[1] - 5 + column, token] = 20.0
+        return logits
+
+    model._denoising_logits = denoising_logits
+    prediction_class = get_family(family).collators["seq2seq_pred"]
+    examples = [{"prompt_ids": [7, 8], "target_ids": [10, 11]}]
+    right = prediction_class(
+        tokenizer=star_tokenizer, input_block_size=4, block_size=5, target_alignment="right"
+    )
+    batch = right(examples)
+    assert batch["target_alignment"] == "right" and batch["target_ids"].tolist() == [[10, 11, EOS, PAD, PAD]]
+    generation = {"sampler": "unmask", "unmasking_order": "top_prob", "do_sample": False}
+    predictions, _ = masked_predict_targets(model, batch, generation)
+    assert predictions.tolist() == batch["target_ids"].tolist()
+    # without the flag the slot is read as it was generated (a left-aligned model never pads first)
+    left = prediction_class(tokenizer=star_tokenizer, input_block_size=4, block_size=5)(examples)
+    assert "target_alignment" not in left
+    assert masked_predict_targets(model, left, generation)[0].tolist() == [answer]
+
+
+def test_the_experiments_target_alignment_reaches_its_prediction_collator(star_tokenizer):
+    from datasets import Dataset
+
+    from xlm_hf.experiment import load_experiment
+    from xlm_hf.jobs import build_eval_tasks
+
+    experiment = load_experiment("star_medium_mdlm")
+    assert experiment["collator"]["target_alignment"] == "right"
+    split = Dataset.from_list([{"prompt_ids": [7, 8], "target_ids": [10, 11]}])
+    tasks = build_eval_tasks(get_family("mdlm"), experiment, star_tokenizer, {"validation": split})
+    assert tasks["lm"].collator.target_alignment == "right"
+    assert tasks["prediction"].collator.target_alignment == "right"

@@ -128,6 +128,44 @@ def batch_generator(collator) -> torch.Generator | None:
     return noise.next_generator()
 
 
+TARGET_ALIGNMENTS = ("left", "right")
+
+
+def check_target_alignment(target_alignment: str, loss_on_padding: bool = True) -> None:
+    """One clear error for an unknown `target_alignment`, or a right-aligned slot whose padding is not learned."""
+    if target_alignment not in TARGET_ALIGNMENTS:
+        raise ValueError(
+            f"target_alignment must be one of {TARGET_ALIGNMENTS}, got {target_alignment!r}: 'left' puts the "
+            "answer at the start of its slot (padding after it), 'right' at the end (padding first)."
+        )
+    if target_alignment == "right" and not loss_on_padding:
+        raise ValueError(
+            "target_alignment='right' needs loss_on_padding=true: the padding before the answer is what tells where "
+            "the answer starts, so the model must see and predict it."
+        )
+
+
+def pad_slots(
+    sequences: list[list[int]], width: int, pad_id: int, target_alignment: str = "left"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Answers (`target [EOS]`) in slots of `width`, cut to `width` (keeping their start): at the start of the
+    slot with padding after them (`left`), or at its end with padding first (`right`, so `[EOS]` is the slot's last
+    position whatever the answer's length). Returns ids and a 0/1 mask of the answer's positions."""
+    if target_alignment == "right":
+        return pad_left([list(seq)[:width] for seq in sequences], width, pad_id)
+    return pad_right(sequences, width, pad_id)
+
+
+def left_align_slots(slots: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Moves each row's leading padding to its end: a right-aligned slot `[PAD PAD a b EOS]` read back in the
+    left-aligned layout `[a b EOS PAD PAD]` (the references' layout). Padding inside a row stays where it is."""
+    width = slots.shape[1]
+    leading = slots.eq(pad_id).long().cumprod(dim=1).sum(dim=1, keepdim=True)
+    source = torch.arange(width, device=slots.device)[None] + leading
+    aligned = slots.gather(1, source.clamp(max=width - 1))
+    return aligned.masked_fill(source >= width, pad_id)
+
+
 def check_prompt_fits(examples: list[dict[str, Any]], width: int, extra: int, name: str) -> None:
     """One clear error for a prompt that, with the `extra` layout tokens around it, is wider than `name`."""
     for example in examples:
@@ -139,7 +177,11 @@ def check_prompt_fits(examples: list[dict[str, Any]], width: int, extra: int, na
 
 
 __all__ = [
+    "TARGET_ALIGNMENTS",
     "check_prompt_fits",
+    "check_target_alignment",
+    "left_align_slots",
+    "pad_slots",
     "pad_left",
     "pad_right",
     "require_token_id",

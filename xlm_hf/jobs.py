@@ -130,6 +130,9 @@ def build_eval_tasks(
                 f"{sorted(family.collators)}."
             )
         collator_options = experiment.get("collator", {}) if collator_kind == "seq2seq" else {}
+        if collator_kind == "seq2seq_pred" and "target_alignment" in experiment.get("collator", {}):
+            # where the model puts the answer in its slot (MLM, MDLM): predictions are read back from there
+            collator_options = {"target_alignment": experiment["collator"]["target_alignment"]}
         if isinstance(task, TextTask) and collator_kind == "seq2seq":  # text: the family's LM collator
             collator = task.lm_collator(family, tokenizer, **collator_options)
         else:

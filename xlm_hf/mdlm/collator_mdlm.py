@@ -85,10 +85,12 @@ class MDLMCollatorForLM(_DiffusionMasking, MLMCollatorForLM):
 
 @dataclass
 class MDLMCollatorForSeq2Seq(_DiffusionMasking, MLMCollatorForSeq2Seq):
-    """Seq2seq training: `prompt [BOS] slot`, masking only inside the fixed-width target slot."""
+    """Seq2seq training: `prompt [BOS] slot`, masking only inside the fixed-width target slot (the answer left- or
+    right-aligned in it: `target_alignment`, as for the MLM)."""
 
     def __post_init__(self):
         _DiffusionMasking.__post_init__(self)
+        MLMCollatorForSeq2Seq.__post_init__(self)
 
 
 @dataclass
@@ -100,7 +102,8 @@ class MDLMCollatorForInfill(_DiffusionMasking, MLMCollatorForInfill):
 
 
 class MDLMCollatorForSeq2SeqPrediction(MLMCollatorForSeq2SeqPrediction):
-    """`prompt [BOS]` left-padded to `input_block_size`; `target [EOS]` right-padded to `block_size`."""
+    """`prompt [BOS]` left-padded to `input_block_size`; `target [EOS]` right-padded to `block_size` (predictions of
+    a right-aligned model are read back in this layout)."""
 
 
 class MDLMCollatorForInfillPrediction(MLMCollatorForInfillPrediction):

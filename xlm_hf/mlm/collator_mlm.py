@@ -9,6 +9,12 @@ independently with probability `t` (`MDLM` changes only the probability, see `xl
 `loss_on_padding=True` (the original default) lets padding inside the block be masked and predicted, so the model
 learns where a text ends (a variable-length answer in a fixed-width slot); with `False`, padding gets attention 0
 and is never masked.
+
+`target_alignment` places a seq2seq answer in its slot: `"left"` (the original layout) `target [EOS] [PAD]...`,
+`"right"` `[PAD]... target [EOS]`. Right-aligned, the answer's end sits at a fixed position whatever its length
+(on a star graph the goal is always the slot's second-to-last token), so a model that unmasks the most confident
+position first can work backwards from it; the padding in front then carries the length (`loss_on_padding`).
+Predictions are read back in the left-aligned layout of the references (`masked_predict_targets`).
 """
 
 from dataclasses import dataclass, field
@@ -17,7 +23,15 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ..collator_utils import batch_generator, check_prompt_fits, pad_left, pad_right, require_token_id
+from ..collator_utils import (
+    batch_generator,
+    check_prompt_fits,
+    check_target_alignment,
+    pad_left,
+    pad_right,
+    pad_slots,
+    require_token_id,
+)
 
 
 def mask_tokens(
@@ -109,9 +123,12 @@ class MLMCollatorForLM(_MaskingCollator):
 @dataclass
 class MLMCollatorForSeq2Seq(_MaskingCollator):
     """Seq2seq training (xlm-core HEAD layout): `prompt [BOS]? slot`, where the slot is `target [EOS]` padded or
-    truncated to exactly `block_size`; the row is right-padded to `input_block_size + block_size`. Only the slot is
-    ever masked (prompt and `[BOS]` never are); with `loss_on_padding` the slot's padding is visible and maskable.
+    truncated to exactly `block_size` (padding after the answer, or before it with `target_alignment="right"`); the
+    row is right-padded to `input_block_size + block_size`. Only the slot is ever masked (prompt and `[BOS]` never
+    are); with `loss_on_padding` the slot's padding is visible and maskable.
     Examples: `{"prompt_ids": [...], "target_ids": [...]}`.
+
+    Example (block 5, target `a b`): `left` slot `[a b EOS PAD PAD]`, `right` slot `[PAD PAD a b EOS]`.
     """
 
     tokenizer: PreTrainedTokenizerBase
@@ -119,13 +136,19 @@ class MLMCollatorForSeq2Seq(_MaskingCollator):
     block_size: int
     add_bos: bool = True
     loss_on_padding: bool = True
+    target_alignment: str = "left"  # "left" | "right": where the answer sits in its slot (module docstring)
+
+    def __post_init__(self):
+        check_target_alignment(self.target_alignment, self.loss_on_padding)
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         pad = require_token_id(self.tokenizer, "pad_token")
         eos = require_token_id(self.tokenizer, "eos_token")
         head = [require_token_id(self.tokenizer, "bos_token")] if self.add_bos else []
         check_prompt_fits(examples, self.input_block_size, len(head), "input_block_size")
-        slots, slot_real = pad_right([[*ex["target_ids"], eos] for ex in examples], self.block_size, pad)
+        slots, slot_real = pad_slots(
+            [[*ex["target_ids"], eos] for ex in examples], self.block_size, pad, self.target_alignment
+        )
         width = self.input_block_size + self.block_size
         clean = torch.full((len(examples), width), pad, dtype=torch.long)
         attention_mask = torch.zeros_like(clean)
@@ -148,12 +171,20 @@ class MLMCollatorForSeq2Seq(_MaskingCollator):
 class MLMCollatorForSeq2SeqPrediction:
     """Prompts for generation and targets for scoring: `input_ids` = `prompt [BOS]?` left-padded to
     `input_block_size` (all prompts end in the same column); `target_ids` = `target [EOS]` right-padded with
-    `[PAD]` to `block_size` (an error if longer), omitted when no example has a target."""
+    `[PAD]` to `block_size` (an error if longer), omitted when no example has a target.
+
+    `target_ids` stay left-aligned whatever `target_alignment` the model was trained with; a right-aligned
+    batch says so (`target_alignment="right"`) and `masked_predict_targets` moves the padding that the model
+    generates before its answer behind it, so predictions and references compare position by position."""
 
     tokenizer: PreTrainedTokenizerBase
     input_block_size: int
     block_size: int
     add_bos: bool = True
+    target_alignment: str = "left"  # the training collator's: where the model puts the answer in its slot
+
+    def __post_init__(self):
+        check_target_alignment(self.target_alignment)
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         pad = require_token_id(self.tokenizer, "pad_token")
@@ -164,6 +195,8 @@ class MLMCollatorForSeq2SeqPrediction:
             [[*ex["prompt_ids"], *head] for ex in examples], self.input_block_size, pad
         )
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self.target_alignment == "right":
+            batch["target_alignment"] = "right"
         if any(ex.get("target_ids") for ex in examples):
             for ex in examples:
                 if len(ex["target_ids"]) + 1 > self.block_size:

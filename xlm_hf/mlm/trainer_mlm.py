@@ -4,6 +4,7 @@ from typing import Any
 
 import torch
 
+from ..collator_utils import left_align_slots
 from ..modeling.generation_utils import generated_tokens
 from ..trainer import XLMTrainer
 
@@ -15,7 +16,9 @@ def masked_predict_targets(
     predictions and the full generation output (steps and model calls per row).
 
     - seq2seq batches (`prompt [BOS]` left-padded): `block_size` masks after the prompt; the generated tokens
-      (the output's `new_token_mask`, the last `block_size` columns) are the prediction;
+      (the output's `new_token_mask`, the last `block_size` columns) are the prediction. A model trained with the
+      answer right-aligned (`batch["target_alignment"] == "right"`) generates `[PAD]... answer [EOS]`: its leading
+      padding is moved behind the answer, into the references' layout (the text is the same, padding is special);
     - infilling batches (`infill=True`): the prompt's masks are filled, nothing is added; the canvas is the
       prediction (prompt and target are aligned column by column);
     - unconditional batches (`unconditional=True`): `block_size` masks and no prompt.
@@ -43,7 +46,10 @@ def masked_predict_targets(
         )
     pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     if not batch.get("infill"):  # the generated tokens are the prediction
-        return generated_tokens(output, target_width, pad), output
+        predictions = generated_tokens(output, target_width, pad)
+        if batch.get("target_alignment") == "right":
+            predictions = left_align_slots(predictions, pad)
+        return predictions, output
     sequences = output.sequences  # infilling: the whole canvas, aligned column by column with the targets
     if sequences.shape[1] < target_width:  # infilling rows that were all left padding: pad back to the layout
         padded = sequences.new_full((sequences.shape[0], target_width), pad)
