@@ -1,9 +1,10 @@
 """Generation of FlexMDM: insertion and unmasking from t = 0 upward (spec §1.5 e).
 
-A row starts as `prompt [BOS] [EOS]` (plain prompt), `[BOS] text [EOS]` with the `[MASK]` runs of an infilling
-prompt removed (each run marks a gap whose length the model chooses; a prompt that holds `[BOS]`, `source [BOS]
-text`, keeps its source before it, as the seq2seq collators lay it out), or `[BOS] [EOS]` (no prompt). Insertion is
-allowed only in the gaps after `[BOS]` (plain prompts) or in the marked gaps (infilling), and in every gap that
+A row starts as `prompt [BOS] [EOS]` (plain prompt; `[BOS] prompt [EOS]` with `prompt_layout="lm"`),
+`[BOS] text [EOS]` with the `[MASK]` runs of an infilling prompt removed (each run marks a gap whose length the
+model chooses; a prompt that holds `[BOS]`, `source [BOS] text`, keeps its source before it, as the seq2seq
+collators lay it out), or `[BOS] [EOS]` (no prompt). Insertion is
+allowed only in the gap before `[EOS]` (plain prompts) or in the marked gaps (infilling), and in every gap that
 generated tokens open; the given tokens are never changed, and stay in order.
 
 `num_steps` model calls. With `N = num_steps`, calls `k = 0 .. N - 2` run at times `t_k = k / (N - 1)` and move the
@@ -35,6 +36,7 @@ from .generation_utils import (
 )
 
 UNMASKING_ORDERS = ("top_prob", "prob_diff", "entropy", "random")
+PROMPT_LAYOUTS = ("seq2seq", "lm")
 
 
 class FlexMDMGenerationConfig(XLMGenerationConfig):
@@ -54,6 +56,10 @@ class FlexMDMGenerationConfig(XLMGenerationConfig):
         unmasking_order (`str`): Which masks a step unmasks: the `round(p * masked)` most confident by `top_prob`,
             `prob_diff` (top-1 minus top-2 probability) or `entropy` (lowest first); or `random`, each mask
             independently with probability p (needs `do_sample=True`).
+        prompt_layout (`str`): How a plain prompt is laid out: `"seq2seq"` (default) = `prompt [BOS] [EOS]`, the
+            answer generated after `[BOS]` (a prompt -> answer model); `"lm"` = `[BOS] prompt [EOS]`, the prompt is
+            the start of the text and is continued, new tokens going after it (a model trained on text rows
+            `[BOS] text [EOS]`). A prompt that contains `[MASK]` is infilled in either layout.
         suppress_tokens (`list[int]`, *optional*): Tokens never generated; defaults to the model's `[PAD]`,
             `[MASK]`, `[BOS]`, `[EOS]`, `[CLS]` and `[SEP]`. (Formerly `suppress_token_ids`.)
         num_return_sequences (`int`): Samples per prompt (rows of `[BOS] [EOS]` when there is no prompt).
@@ -73,6 +79,7 @@ class FlexMDMGenerationConfig(XLMGenerationConfig):
         "top_k": None,
         "top_p": None,
         "unmasking_order": "top_prob",
+        "prompt_layout": "seq2seq",
         "suppress_tokens": None,
         "num_return_sequences": 1,
         "seed": None,
@@ -117,6 +124,8 @@ class FlexMDMGenerationConfig(XLMGenerationConfig):
             raise ValueError(
                 '`unmasking_order="random"` draws positions: set do_sample=True, or use "top_prob".'
             )
+        if self.prompt_layout not in PROMPT_LAYOUTS:
+            raise ValueError(f"`prompt_layout` must be one of {PROMPT_LAYOUTS}, got {self.prompt_layout!r}.")
         if self.max_new_tokens is not None and self.min_new_tokens > self.max_new_tokens:
             raise ValueError(
                 f"`min_new_tokens` ({self.min_new_tokens}) exceeds `max_new_tokens` ({self.max_new_tokens})."
@@ -415,7 +424,8 @@ class FlexMDMGenerationMixin(NonAutoregressiveGenerationMixin):
         return torch.tensor(sorted(suppress), dtype=torch.long, device=device)
 
     def _prepare_canvas(self, input_ids, attention_mask, config, special: dict, device) -> FlexMDMCanvas:
-        """Lays each row out (`prompt [BOS] [EOS]`, or `[BOS] text [EOS]` for infilling) and marks its gaps."""
+        """Lays each row out (`prompt [BOS] [EOS]` or `[BOS] prompt [EOS]`, `[BOS] text [EOS]` for infilling) and
+        marks its gaps."""
         bos, eos, mask_id = special["bos"], special["eos"], special["mask"]
         if input_ids is None:
             prompts = [[] for _ in range(config.num_return_sequences)]
@@ -451,7 +461,9 @@ class FlexMDMGenerationMixin(NonAutoregressiveGenerationMixin):
                     insertable.append(gap)
                     gap = False
             else:
-                tokens = [*prompt, bos, eos]
+                # `prompt [BOS] [EOS]`, or `[BOS] prompt [EOS]` (lm: the text's start, continued); either way the
+                # new tokens go before [EOS]
+                tokens = [bos, *prompt, eos] if config.prompt_layout == "lm" else [*prompt, bos, eos]
                 insertable = [False] * (len(prompt) + 1) + [True]
             rows.append(tokens)
             gaps.append([int(flag) for flag in insertable])

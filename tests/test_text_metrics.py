@@ -152,7 +152,7 @@ def test_ilm_bound_is_the_insertion_order_elbo_and_bounds_the_exact_nll():
 def test_unsupported_family_is_a_clear_error():
     model, tokenizer = tiny("arlm")
     with pytest.raises(ValueError, match="Held-out NLL is defined for"):
-        sequence_nll(model, "flexmdm", TEXTS, None)
+        sequence_nll(model, "no_such_family", TEXTS, None)
 
 
 # ----- the judge ------------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ eval_tasks:
   (`text_generative_perplexity`, `text_entropy`, `text_distinct_n`), and the entropy of the split's own text cut
   to the same length (`reference_entropy`) to compare with. Samples go to `predictions/<task>/step=<S>.jsonl`.
 - `infill`: in each example a gap (`gap_fraction` of its tokens, at a seeded random place) is cut out and the model
-  fills it: masked families a fixed-length gap of `[MASK]`s, the ILM a free-length gap (one `[MASK]` marks where
-  insertions may go). Metrics `infill_exact_match`, `infill_token_accuracy` (fixed length) and
+  fills it: masked families a fixed-length gap of `[MASK]`s, the ILM and FlexMDM a free-length gap (one `[MASK]`
+  marks where insertions may go). Metrics `infill_exact_match`, `infill_token_accuracy` (fixed length) and
   `infill_length_ratio` (fill length / gap length); the per-example report (prompt with its gap, fill,
   reference) goes to `predictions/<task>/step=<S>.jsonl`.
 
@@ -337,7 +337,8 @@ def _infill(model, family, task, options, trainer) -> tuple[dict[str, float], li
     layout_ids = (
         special[special.ne(tokenizer.eos_token_id)] if tokenizer.eos_token_id is not None else special
     )
-    free_length = family.name == "ilm"  # the ILM inserts any number of tokens into a gap
+    # the ILM and FlexMDM insert any number of tokens into a gap
+    free_length = family.name in ("ilm", "flexmdm")
     chooser = random.Random(options["seed"])
     cases = []  # (text, start, end) per example with at least two tokens
     for example in task.dataset:

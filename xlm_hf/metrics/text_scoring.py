@@ -9,6 +9,7 @@ real tokens it covers; `text_perplexity` turns those into per-token NLL and perp
 | MDLM | the continuous-time NELBO with the model's noise schedule: `E_t[w(t) Σ_masked -log p(x_i | z_t)]`, `w(t) = σ'(t) / (e^σ(t) - 1)` | upper bound |
 | MLM  | the same NELBO with the MLM's own noise (mask probability t, `w(t) = 1/t`): a bound for any time-free denoiser | upper bound |
 | ILM  | the insertion-order ELBO: `-E_order[log p(x, order)] - log L!` (uniform posterior over the L! orders) | upper bound |
+| FlexMDM | the ELBO of its insert-and-unmask chain: the training loss's terms with the exact (uncapped) rates | upper bound |
 
 Monte Carlo estimates use a fixed seed and `num_samples` draws per sequence, stratified over their range (times
 `t` for the masked families, numbers of kept tokens for the ILM), so two evaluations of one model agree exactly.
@@ -29,7 +30,7 @@ import torch
 # The masked families' NELBO integrates over t in (0, 1]; times are kept above this so the weight stays finite.
 MIN_TIME = 1e-6
 MASKED_FAMILIES = ("mlm", "mdlm")
-IS_BOUND = {"arlm": False, "mlm": True, "mdlm": True, "ilm": True}
+IS_BOUND = {"arlm": False, "mlm": True, "mdlm": True, "ilm": True, "flexmdm": True}
 
 
 def _chunks(items: Sequence, size: int):
@@ -77,6 +78,10 @@ def sequence_nll(
             return _masked_nll(model, family, texts, collator, num_samples, generator, batch_size, mask_rate)
         if family == "ilm":
             return _ilm_nll(model, texts, collator, num_samples, generator, batch_size)
+        if family == "flexmdm":  # the ELBO of its insert-and-unmask chain (`xlm_hf/flexmdm/likelihood.py`)
+            from ..flexmdm.likelihood import flexmdm_nll
+
+            return flexmdm_nll(model, texts, collator, num_samples, generator, batch_size)
     finally:
         model.train(was_training)
     raise ValueError(

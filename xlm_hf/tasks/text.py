@@ -19,7 +19,8 @@ A text task is named `<corpus>` or `<corpus>:<source>`:
   so a row's documents do not attend to each other (the models' packed-batch support).
 - `pad`: one row per document, cut into chunks of at most `block_size` tokens (each chunk its own row, documents
   never share a row), padded to the longest row of the batch. Sentence-level corpora (LM1B) use it, and the ILM
-  always does: its stopping head reads one `[CLS]` per row, so it refuses packed rows.
+  always does: its stopping head reads one `[CLS]` per row, so it refuses packed rows. FlexMDM does too: it learns
+  each row's length (how many tokens are still missing before its `[EOS]`), which packed rows would cut at random.
 """
 
 import hashlib
@@ -620,7 +621,15 @@ class TextCollator:
 
 
 # Per-position batch fields (the others are per row, or, like the ILM's targets, have widths of their own).
-POSITIONAL_KEYS = ("input_ids", "attention_mask", "labels", "position_ids")
+POSITIONAL_KEYS = (
+    "input_ids",
+    "attention_mask",
+    "labels",
+    "position_ids",
+    # FlexMDM's per-token noise (its collator draws the insertion and unmasking times)
+    "insertion_noise",
+    "unmasking_noise",
+)
 
 
 def text_collator(
