@@ -10,41 +10,16 @@ from types import SimpleNamespace
 import pytest
 import torch
 from isolation import run_without_xlm_hf
+from text_corpus import TINY_TEXT_OVERRIDES, write_corpus
 from xlm_hf.modeling.configuration_flexmdm import FlexMDMConfig
 
 from xlm_hf.flexmdm.likelihood import flexmdm_nll
 from xlm_hf.jobs import evaluate, prepare_experiment, train
 
-TINY = [
-    "data.tokenizer=bpe:300",
-    "data.block_size=16",
-    "data.max_eval_samples=8",
-    "model.hidden_size=32",
-    "model.num_hidden_layers=1",
-    "model.num_attention_heads=2",
-    "model.intermediate_size=64",
-    "training.per_device_train_batch_size=8",
-    "training.per_device_eval_batch_size=8",
-    "training.warmup_steps=0",
-    "training.logging_steps=1",
-    "training.eval_steps=4",
-    "training.max_steps=4",
-    "training.disable_tqdm=true",
-    "generation.max_new_tokens=12",
-]
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, data_dir):
-    folder = tmp_path_factory.mktemp("corpus")
-    documents = [
-        "The quick brown fox jumps over the lazy dog.",
-        "Return the sum of two numbers.",
-        "Read a file and yield its lines one by one.",
-    ] * 20
-    (folder / "train.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in documents))
-    (folder / "validation.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in documents[:6]))
-    return folder
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +32,7 @@ def trained(corpus, tmp_path_factory):
             f"text_pydoc_{family}",
             [
                 f"data.task=text:{corpus}",
-                *TINY,
+                *TINY_TEXT_OVERRIDES,
                 *(["generation.num_steps=8"] if family == "flexmdm" else []),
                 f"training.output_dir={out / family}",
             ],
@@ -78,7 +53,12 @@ def test_flexmdm_trains_on_padded_text_rows_and_exports_its_tokenizer(trained):
 
 
 def test_flexmdm_refuses_packed_rows(corpus, tmp_path):
-    overrides = [f"data.task=text:{corpus}", "data.packing=blocks", *TINY, f"training.output_dir={tmp_path}"]
+    overrides = [
+        f"data.task=text:{corpus}",
+        "data.packing=blocks",
+        *TINY_TEXT_OVERRIDES,
+        f"training.output_dir={tmp_path}",
+    ]
     with pytest.raises(ValueError, match="set data.packing=pad"):
         train(prepare_experiment("text_pydoc_flexmdm", overrides))
 

@@ -6,40 +6,14 @@ import json
 
 import pytest
 from isolation import run_without_xlm_hf
+from text_corpus import SENTENCE, TINY_TEXT_OVERRIDES, write_corpus
 
 from xlm_hf.jobs import prepare_experiment, train
-
-SENTENCE = "The quick brown fox jumps over the lazy dog."
-TINY = [
-    "data.tokenizer=bpe:300",
-    "data.block_size=16",
-    "data.max_eval_samples=8",
-    "model.hidden_size=32",
-    "model.num_hidden_layers=1",
-    "model.num_attention_heads=2",
-    "model.intermediate_size=64",
-    "training.per_device_train_batch_size=8",
-    "training.per_device_eval_batch_size=8",
-    "training.warmup_steps=0",
-    "training.logging_steps=1",
-    "training.eval_steps=4",
-    "training.max_steps=4",
-    "training.disable_tqdm=true",
-    "generation.max_new_tokens=12",
-]
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, data_dir):
-    folder = tmp_path_factory.mktemp("corpus")
-    documents = [
-        SENTENCE,
-        "Return the sum of two numbers.",
-        "Read a file and yield its lines one by one.",
-    ] * 20
-    (folder / "train.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in documents))
-    (folder / "validation.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in documents[:6]))
-    return folder
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +22,8 @@ def trained(corpus, tmp_path_factory):
     summaries = {}
     for family in ("arlm", "mlm", "mdlm", "ilm"):
         experiment = prepare_experiment(
-            f"text_pydoc_{family}", [f"data.task=text:{corpus}", *TINY, f"training.output_dir={out / family}"]
+            f"text_pydoc_{family}",
+            [f"data.task=text:{corpus}", *TINY_TEXT_OVERRIDES, f"training.output_dir={out / family}"],
         )
         summaries[family] = train(experiment)
     return out, summaries
@@ -95,7 +70,7 @@ def test_an_overfit_arlm_prints_its_sentence_with_spaces_right_without_xlm_hf(co
         f"data.task=text:{tmp_path / 'one'}",
         "data.packing=pad",  # one sentence per row
         "data.max_train_samples=1",
-        *TINY,
+        *TINY_TEXT_OVERRIDES,
         "training.max_steps=60",
         "training.learning_rate=0.01",
         "training.lr_scheduler_type=constant",
