@@ -3,8 +3,6 @@
 import pytest
 import torch
 from collator_contract import CollatorContract
-from xlm_hf.modeling.configuration_mlm import MLMConfig
-from xlm_hf.modeling.modeling_mlm import MLMForMaskedLM
 from xlm_hf.modeling.noise_schedules import LogLinearNoiseSchedule
 
 from xlm_hf.collator_utils import left_align_slots
@@ -285,16 +283,18 @@ def test_left_align_slots_moves_only_the_leading_padding(star_tokenizer):
 @pytest.mark.parametrize("family", ["mlm", "mdlm"])
 def test_right_aligned_predictions_are_scored_in_the_references_layout(star_tokenizer, family):
     """A model that writes `[PAD PAD 10 11 EOS]` into the slot predicted the reference `10 11 [EOS]`."""
-    config = MLMConfig(
-        vocab_size=len(star_tokenizer),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=16,
-        **{f"{n}_token_id": getattr(star_tokenizer, f"{n}_token_id") for n in ("pad", "bos", "eos", "mask")},
+    model = (
+        get_family(family)
+        .build_model(
+            star_tokenizer,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=16,
+        )
+        .eval()
     )
-    model = MLMForMaskedLM(config).eval()
     answer = [PAD, PAD, 10, 11, EOS]
 
     def denoising_logits(input_ids, attention_mask, t):  # sure of the right-aligned answer in the slot

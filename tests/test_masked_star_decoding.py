@@ -18,13 +18,10 @@ Where one look-up leaves several options it is uniform over them; where none app
 import numpy as np
 import pytest
 import torch
-from xlm_hf.modeling.configuration_mdlm import MDLMConfig
-from xlm_hf.modeling.configuration_mlm import MLMConfig
-from xlm_hf.modeling.modeling_mdlm import MDLMForMaskedDiffusionLM
-from xlm_hf.modeling.modeling_mlm import MLMForMaskedLM
 
 from xlm_hf.collator_utils import left_align_slots, pad_slots
 from xlm_hf.experiment import load_experiment
+from xlm_hf.families import get_family
 from xlm_hf.tasks import get_task
 from xlm_hf.tasks.star import STAR_VARIANTS, star_example
 
@@ -181,20 +178,16 @@ def oracle_logits(tokenizer, layout: AnswerSlot, input_ids: torch.Tensor, attent
 
 
 def oracle_model(family: str, tokenizer, layout: AnswerSlot):
-    special = {f"{n}_token_id": getattr(tokenizer, f"{n}_token_id") for n in ("pad", "bos", "eos", "mask")}
-    tiny = dict(
-        vocab_size=len(tokenizer),
+    options = {"time_conditioning": False} if family == "mdlm" else {}
+    model = get_family(family).build_model(
+        tokenizer,
         hidden_size=16,
         num_hidden_layers=1,
         num_attention_heads=2,
         intermediate_size=32,
         max_position_embeddings=160,
-        **special,
+        **options,
     )
-    if family == "mlm":
-        model = MLMForMaskedLM(MLMConfig(**tiny))
-    else:
-        model = MDLMForMaskedDiffusionLM(MDLMConfig(time_conditioning=False, **tiny))
 
     def denoising_logits(input_ids, attention_mask, t):
         return oracle_logits(tokenizer, layout, input_ids, attention_mask)
