@@ -79,6 +79,7 @@ def sequence_nll(
         if family == "ilm":
             return _ilm_nll(model, texts, collator, num_samples, generator, batch_size)
         if family == "flexmdm":  # the ELBO of its insert-and-unmask chain (`xlm_hf/flexmdm/likelihood.py`)
+            # imported here, not at the top: the flexmdm package imports the Trainer, which imports this module
             from ..flexmdm.likelihood import flexmdm_nll
 
             return flexmdm_nll(model, texts, collator, num_samples, generator, batch_size)
