@@ -2,8 +2,8 @@
 # One family's text experiment end to end, with no download: set up the environment, prepare the built-in corpus
 # (the Python standard library's docstrings) and train its BPE, train the family on it, evaluate the held-out loss
 # on the test split, export a Hub-ready folder and print samples with the folder loaded where xlm_hf cannot be
-# imported. XLM_HF_FAMILY picks the family (arlm, mlm, mdlm, ilm; default mdlm); extra arguments are experiment
-# overrides (e.g. training.max_steps=300).
+# imported. XLM_HF_FAMILY picks the family (arlm, mlm, mdlm, ilm, flexmdm; default mdlm); extra arguments are
+# experiment overrides (e.g. training.max_steps=300).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
