@@ -257,6 +257,19 @@ class TestFlexMDMGeneration(TinyFamily):
         assert row[:4] == [five, six, BOS, three] and row[-2:] == [eight, EOS], row  # one [BOS]: the source's
         assert len(row) == 6 + 2 and output.new_token_mask[0].sum() == 2
 
+    def test_prompt_layouts_place_bos_and_grow_only_before_eos(self):
+        tokenizer = self.make_tokenizer()
+        model = self.model_with_gap(3.0)
+        inputs = tokenizer(["3 4"], return_tensors="pt")
+        three, four = tokenizer.convert_tokens_to_ids(["3", "4"])
+        options = {"num_steps": 5, "max_new_tokens": 2, "suppress_tokens": list(range(7))}
+        for layout, start in (("seq2seq", [three, four, BOS]), ("lm", [BOS, three, four])):
+            output = model.generate(**inputs, prompt_layout=layout, **options)
+            row = [t for t in output.sequences[0].tolist() if t != PAD]
+            assert row[:3] == start and row[-1] == EOS and len(row) == 3 + 2 + 1, (layout, row)
+        with pytest.raises(ValueError, match="prompt_layout"):
+            model.generate(**inputs, prompt_layout="centre", **options)
+
     def test_a_gap_the_model_predicts_empty_stays_empty(self):
         tokenizer = self.make_tokenizer()
         model = self.model_with_gap(0.01)
