@@ -55,6 +55,44 @@ def packed_sequence_ids(position_ids: torch.Tensor, attention_mask: torch.Tensor
     return starts.long().cumsum(dim=-1)
 
 
+def shift_along_sequence(values: torch.Tensor, offset: int, fill_value: float | int = 0) -> torch.Tensor:
+    """`values` (`(batch, length, ...)`) moved so that position i holds what position `i + offset` held; positions
+    whose neighbour falls outside the row get `fill_value`."""
+    length = values.shape[1]
+    trailing = [0, 0] * (values.dim() - 2)
+    if offset < 0:
+        return nn.functional.pad(values, [*trailing, -offset, 0], value=fill_value)[:, :length]
+    return nn.functional.pad(values, [*trailing, 0, offset], value=fill_value)[:, offset:]
+
+
+class XLMNeighborEmbedding(nn.Module):
+    """Adds to each position's embedding a projection of its `window` left and right neighbours' embeddings
+    (`config.neighbor_token_window`). Padding and the tokens of other packed sequences count as absent (zeros), so
+    the result does not depend on padding or packing."""
+
+    def __init__(self, config: XLMBackboneConfig):
+        super().__init__()
+        self.window = config.neighbor_token_window
+        self.neighbor_proj = nn.Linear(2 * self.window * config.hidden_size, config.hidden_size, bias=False)
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        attention_mask: torch.Tensor,
+        sequence_ids: torch.Tensor | None,
+    ) -> torch.Tensor:
+        present = attention_mask.to(embeddings.dtype).unsqueeze(-1)
+        visible_embeddings = embeddings * present
+        neighbors = []
+        for offset in [*range(-self.window, 0), *range(1, self.window + 1)]:
+            neighbor = shift_along_sequence(visible_embeddings, offset)
+            if sequence_ids is not None:
+                same_sequence = shift_along_sequence(sequence_ids, offset, fill_value=-1) == sequence_ids
+                neighbor = neighbor * same_sequence.unsqueeze(-1).to(neighbor.dtype)
+            neighbors.append(neighbor)
+        return embeddings + self.neighbor_proj(torch.cat(neighbors, dim=-1))
+
+
 class XLMRotaryEmbedding(nn.Module):
     """Rotary position embedding (rotate-half / NeoX layout) on the first `rotary_dim` dimensions of each head.
 
@@ -498,6 +536,12 @@ class XLMModel(XLMPreTrainedModel):
         self.embed_tokens = nn.Embedding(
             config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
         )
+        if config.neighbor_token_window > 0 and is_causal:
+            raise ValueError(
+                "neighbor_token_window needs a bidirectional family: an autoregressive model decodes with a "
+                "key/value cache, which holds no embeddings of earlier tokens. Set neighbor_token_window=0."
+            )
+        self.embed_neighbors = XLMNeighborEmbedding(config) if config.neighbor_token_window > 0 else None
         self.rotary_emb = XLMRotaryEmbedding(config)
         self.embed_positions = (
             nn.Embedding(config.max_position_embeddings, config.hidden_size)
@@ -588,6 +632,10 @@ class XLMModel(XLMPreTrainedModel):
         check_inputs(input_ids if inputs_embeds is None else None, position_ids, self.config)
 
         hidden_states = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        if self.embed_neighbors is not None:
+            if past_length > 0:
+                raise ValueError("A model with neighbor_token_window > 0 reads whole sequences: pass no cache.")
+            hidden_states = self.embed_neighbors(hidden_states, attention_mask, sequence_ids)
         if self.embed_positions is not None:
             hidden_states = hidden_states + self.embed_positions(position_ids)
         time_embedding = None

@@ -100,6 +100,13 @@ class XLMBackboneConfig(PreTrainedConfig):
             added to the token embeddings, on top of rotary attention. Rotary scores see only relative offsets, and
             their fastest frequency (1 radian per position) cannot express "even or odd position", which a prompt
             made of pairs (the star graphs' edge lists) needs. The star recipes turn it on.
+        neighbor_token_window (`int`): Number of neighbours on each side whose token embeddings every position also
+            reads before the first block, through one learned projection (`neighbor_proj`; a convolution of width
+            `2 * window + 1` over the embeddings). 0 (the default) turns it off. A masked position then knows its
+            visible neighbours without spending an attention layer to gather them, so a look-up keyed on a
+            neighbour takes one layer, as it does for a model that predicts at the neighbour's own position.
+            Padding and the tokens of other packed sequences count as absent. Bidirectional families only: an
+            autoregressive model decodes with a key/value cache that holds no embeddings of earlier tokens.
         attention_dropout (`float`): Dropout on attention probabilities during training.
         hidden_dropout (`float`): Dropout on the outputs of attention and MLP before the residual add.
         layer_norm_eps (`float`): Epsilon of every LayerNorm.
@@ -126,6 +133,7 @@ class XLMBackboneConfig(PreTrainedConfig):
         rotary_dim: int | None = None,
         rope_theta: float = 10000.0,
         absolute_position_embeddings: bool = False,
+        neighbor_token_window: int = 0,
         attention_dropout: float = 0.0,
         hidden_dropout: float = 0.0,
         layer_norm_eps: float = 1e-5,
@@ -158,6 +166,7 @@ class XLMBackboneConfig(PreTrainedConfig):
         check_number("layer_norm_eps", layer_norm_eps, 0, inclusive=False)
         check_number("initializer_range", initializer_range, 0)
         check_int("time_embedding_dim", time_embedding_dim, 1)
+        check_int("neighbor_token_window", neighbor_token_window, 0)
         for name, flag in (
             ("absolute_position_embeddings", absolute_position_embeddings),
             ("final_layer_norm", final_layer_norm),
@@ -199,6 +208,7 @@ class XLMBackboneConfig(PreTrainedConfig):
         self.rotary_dim = rotary_dim
         self.rope_theta = rope_theta
         self.absolute_position_embeddings = absolute_position_embeddings
+        self.neighbor_token_window = neighbor_token_window
         self.attention_dropout = attention_dropout
         self.hidden_dropout = hidden_dropout
         self.layer_norm_eps = layer_norm_eps
