@@ -15,7 +15,7 @@ from xlm_hf.experiment import ExperimentError, load_experiment
 from xlm_hf.export import export_model
 from xlm_hf.families import get_family
 from xlm_hf.metrics import load_metric
-from xlm_hf.metrics.text_eval import text_eval_task_parts
+from xlm_hf.metrics.text_eval import length_matched_references, text_eval_task_parts
 from xlm_hf.metrics.text_scoring import judge_nll, load_judge, sequence_nll
 from xlm_hf.trainer import EvalTask
 
@@ -332,3 +332,12 @@ def test_infill_task_refuses_a_family_that_does_not_infill():
     dataset = Dataset.from_list([{"input_ids": t} for t in TEXTS])
     with pytest.raises(ValueError, match="does not infill"):
         build_text_eval_task("fill", {"kind": "infill"}, dataset, get_family("arlm"), {}, tokenizer, None, 16)
+
+
+def test_reference_text_is_cut_to_each_samples_length():
+    """Short samples meet equally short reference text (entropy grows with length); empty samples are skipped."""
+    documents = [list(range(10)), list(range(20, 30)), list(range(40, 50))]
+    cut = length_matched_references(documents, sample_lengths=[2, 0, 5], default_length=7)
+    assert cut == [[0, 1], list(range(20, 25)), [40, 41]]
+    # with no sample at all, the generation length
+    assert length_matched_references(documents[:1], sample_lengths=[0], default_length=7) == [list(range(7))]

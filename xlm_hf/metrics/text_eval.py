@@ -257,6 +257,18 @@ def _text_ids(sequence: torch.Tensor, is_new: torch.Tensor, special: torch.Tenso
     return sequence[is_new & ~torch.isin(sequence, special)].tolist()
 
 
+def length_matched_references(
+    documents: list[list[int]], sample_lengths: list[int], default_length: int
+) -> list[list[int]]:
+    """The split's documents, the j-th cut to the length of the j-th non-empty sample (cycling through them).
+
+    Unigram entropy grows with length (at most log n for n tokens), so samples that stop early must be compared
+    with text of the same lengths: cutting every document to the longest sample made short samples look
+    repetitive."""
+    lengths = [length for length in sample_lengths if length > 0] or [default_length]
+    return [document[: lengths[index % len(lengths)]] for index, document in enumerate(documents)]
+
+
 def _generative_perplexity(model, family, task, options, trainer) -> tuple[dict[str, float], list[dict]]:
     from ..modeling.generation_utils import new_token_mask
     from .text_scoring import judge_nll
@@ -303,9 +315,12 @@ def _generative_perplexity(model, family, task, options, trainer) -> tuple[dict[
     if any(samples):
         metrics.update(load_metric("text_entropy").compute(predictions=samples))
         metrics.update(load_metric("text_distinct_n").compute(predictions=samples))
-    # the split's own text, cut to the samples' length: what the entropy of good samples is close to
-    width = max((len(ids) for ids in samples), default=0) or generation.get("max_new_tokens") or 1
-    references = [example_tokens(example)[:width] for example in task.dataset]
+    # the split's own text, cut to the samples' lengths: what the entropy of good samples is close to
+    references = length_matched_references(
+        [example_tokens(example) for example in task.dataset],
+        [len(ids) for ids in samples],
+        default_length=generation.get("max_new_tokens") or 1,
+    )
     if any(references):
         metrics["reference_entropy"] = load_metric("text_entropy").compute(predictions=references)["entropy"]
     rows = []
