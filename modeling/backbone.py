@@ -634,7 +634,9 @@ class XLMModel(XLMPreTrainedModel):
         hidden_states = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         if self.embed_neighbors is not None:
             if past_length > 0:
-                raise ValueError("A model with neighbor_token_window > 0 reads whole sequences: pass no cache.")
+                raise ValueError(
+                    "A model with neighbor_token_window > 0 reads whole sequences: pass no cache."
+                )
             hidden_states = self.embed_neighbors(hidden_states, attention_mask, sequence_ids)
         if self.embed_positions is not None:
             hidden_states = hidden_states + self.embed_positions(position_ids)

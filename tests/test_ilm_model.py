@@ -24,6 +24,12 @@ class TestILMWithOptionsContract(TestILMContract):
     config_overrides = {"absolute_position_embeddings": True, "gap_head_right_neighbor": True}
 
 
+class TestILMWithNeighborWindowContract(TestILMContract):
+    config_overrides = {"neighbor_token_window": 1}
+    # same exported files as TestILMContract; the isolated subprocess is the slow part
+    test_exported_folder_loads_without_xlm_hf = None
+
+
 def test_two_sided_gap_head_ignores_padding_on_the_right():
     """The last real token has no right neighbour: right padding must not leak into its gap's scores."""
     model = tiny_ilm(gap_head_right_neighbor=True)

@@ -46,6 +46,14 @@ class TestMDLMWithoutTimeContract(ModelContract):
     test_exported_folder_loads_without_xlm_hf = None
 
 
+class TestMDLMWithNeighborWindowContract(ModelContract):
+    """The neighbour embeddings (on in the masked star recipes) keep the whole contract: left padding and batch
+    invariance, export without xlm_hf, every parameter trained."""
+
+    family = "mdlm"
+    config_overrides = {"zero_init_output": False, "time_conditioning": False, "neighbor_token_window": 2}
+
+
 # ---- names and types ----------------------------------------------------------------------------------------------
 
 

@@ -126,3 +126,18 @@ def test_ilm_refuses_packed_rows_with_one_clear_error():
             model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[real],
             model(input_ids=ids, attention_mask=mask).logits[real],
         )
+
+
+@pytest.mark.parametrize("family", ["mlm", "mdlm"])
+def test_neighbor_embeddings_stay_within_each_packed_sequence(family):
+    """With `neighbor_token_window`, a sequence's first and last tokens have no neighbours in the next or previous
+    packed sequence: each sequence still equals running it alone."""
+    model = tiny(family, neighbor_token_window=2, time_conditioning=False)
+    packed = flattened(SEQUENCES)
+    with torch.no_grad():
+        logits = model(**packed).logits[0]
+        start = 0
+        for ids in SEQUENCES:
+            alone = model(input_ids=torch.tensor([ids])).logits[0]
+            torch.testing.assert_close(logits[start : start + len(ids)], alone, rtol=1e-4, atol=1e-5)
+            start += len(ids)

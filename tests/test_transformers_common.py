@@ -152,6 +152,10 @@ class MDLMModelTester(MLMModelTester):
         return {"noise_level": torch.linspace(0.5, 3.0, self.batch_size)}
 
 
+class MDLMWithNeighborWindowModelTester(MDLMModelTester):
+    config_overrides = {**MDLMModelTester.config_overrides, "neighbor_token_window": 2}
+
+
 class ILMModelTester(XLMModelTester):
     config_class = ILMConfig
 
@@ -239,6 +243,12 @@ class MDLMModelTest(XLMCommonTests, unittest.TestCase):
     all_model_classes = (MDLMForMaskedDiffusionLM,)
     all_generative_model_classes = ()  # own sampler (tests/test_mdlm_sampler.py), as for the MLM
     pipeline_model_mapping = {"fill-mask": MDLMForMaskedDiffusionLM}
+
+
+class MDLMWithNeighborWindowModelTest(MDLMModelTest):
+    """The same common tests with the backbone's neighbour embeddings on (new parameters, a new input path)."""
+
+    model_tester_class = MDLMWithNeighborWindowModelTester
 
 
 class ILMModelTest(XLMCommonTests, unittest.TestCase):
