@@ -60,16 +60,19 @@ def test_packing_changes_what_a_sequence_sees():
     assert (separate - mixed).abs().max() > 1e-3
 
 
-def test_mdlm_estimates_the_noise_level_of_each_packed_sequence():
-    model = tiny("mdlm")
-    packed = flattened(SEQUENCES)
+def assert_each_packed_sequence_runs_as_alone(model) -> None:
+    """The logits of each sequence in the packed row equal the model's logits for that sequence alone."""
     with torch.no_grad():
-        logits = model(**packed).logits[0]
+        logits = model(**flattened(SEQUENCES)).logits[0]
         start = 0
         for ids in SEQUENCES:
             alone = model(input_ids=torch.tensor([ids])).logits[0]
             torch.testing.assert_close(logits[start : start + len(ids)], alone, rtol=1e-4, atol=1e-5)
             start += len(ids)
+
+
+def test_mdlm_estimates_the_noise_level_of_each_packed_sequence():
+    assert_each_packed_sequence_runs_as_alone(tiny("mdlm"))
 
 
 def test_packed_rows_with_padding_and_a_mask():
@@ -132,12 +135,4 @@ def test_ilm_refuses_packed_rows_with_one_clear_error():
 def test_neighbor_embeddings_stay_within_each_packed_sequence(family):
     """With `neighbor_token_window`, a sequence's first and last tokens have no neighbours in the next or previous
     packed sequence: each sequence still equals running it alone."""
-    model = tiny(family, neighbor_token_window=2, time_conditioning=False)
-    packed = flattened(SEQUENCES)
-    with torch.no_grad():
-        logits = model(**packed).logits[0]
-        start = 0
-        for ids in SEQUENCES:
-            alone = model(input_ids=torch.tensor([ids])).logits[0]
-            torch.testing.assert_close(logits[start : start + len(ids)], alone, rtol=1e-4, atol=1e-5)
-            start += len(ids)
+    assert_each_packed_sequence_runs_as_alone(tiny(family, neighbor_token_window=2, time_conditioning=False))
