@@ -1,6 +1,6 @@
 """The pre-LayerNorm rotary transformer shared by every xlm_hf family.
 
-Reading order: positions and packed sequences -> rotary embedding -> attention-mask builder -> attention -> MLP ->
+Reading order: positions and packed sequences -> neighbour embeddings -> rotary embedding -> attention-mask builder -> attention -> MLP ->
 noise-level embedding (for the diffusion families) -> block -> the `PreTrainedModel` base class -> the bare
 transformer `XLMModel`, the base model every family's head model holds as `self.model`.
 
