@@ -1,8 +1,8 @@
 """The pre-LayerNorm rotary transformer shared by every xlm_hf family.
 
-Reading order: positions and packed sequences -> neighbour embeddings -> rotary embedding -> attention-mask builder -> attention -> MLP ->
-noise-level embedding (for the diffusion families) -> block -> the `PreTrainedModel` base class -> the bare
-transformer `XLMModel`, the base model every family's head model holds as `self.model`.
+Reading order: positions and packed sequences -> neighbour embeddings -> rotary embedding -> attention-mask
+builder -> attention -> MLP -> noise-level embedding (for the diffusion families) -> block -> the `PreTrainedModel`
+base class -> the bare transformer `XLMModel`, the base model every family's head model holds as `self.model`.
 
 Hub-side file: it imports only torch, transformers and sibling files, so that `save_pretrained` can copy
 it next to a checkpoint and `AutoModel.from_pretrained(..., trust_remote_code=True)` works without xlm_hf.
