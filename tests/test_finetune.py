@@ -2,7 +2,6 @@
 LoRA adapter saved alone and reloaded on its base (ILM), an adapter of a Hub model pushed and loaded with
 AutoPeftModelForCausalLM where xlm_hf is absent (ARLM), and Trainer checkpoints kept out of the output."""
 
-import importlib.util
 import json
 import random
 from pathlib import Path
@@ -11,22 +10,14 @@ import pytest
 import torch
 from huggingface_hub import ModelCard, constants
 from isolation import run_without_xlm_hf
+from script_module import load_script
 from test_hub_push import RecordingHub, build_hub_cache
 from test_pipelines import export_tiny
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "finetune.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("xlm_finetune_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def finetune():
-    return load_script().main
+    return load_script("finetune.py").main
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 metric was logged, larger values higher up, equal ratios equally far apart on a log axis), round ticks that cover
 the data, and user errors as one `error:` line with exit status 2 and no file written."""
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -11,21 +10,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from script_module import SCRIPTS_DIR, load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "plot_learning_curves.py"
+SCRIPT = SCRIPTS_DIR / "plot_learning_curves.py"
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("xlm_plot_learning_curves_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def plot():
-    return load_script()
+    return load_script("plot_learning_curves.py")
 
 
 def write_run(folder: Path, losses: list[float], eval_every: int = 0) -> Path:
