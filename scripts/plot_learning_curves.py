@@ -23,15 +23,14 @@ where, last value per run) goes to stdout, so they are in the log too.
 """
 
 import argparse
-import errno
 import json
 import math
 import sys
 from pathlib import Path
-from typing import NoReturn
 from xml.sax.saxutils import escape
 
 from xlm_hf.atomic_io import atomic_write_text
+from xlm_hf.cli import ENVIRONMENT_ERRNOS, CLIArgumentParser
 
 # Okabe & Ito's palette, told apart by colour-blind readers (its yellow is left out: too light on white)
 COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
@@ -214,15 +213,8 @@ def default_labels(paths: list[Path]) -> list[str]:
     return [str(folder) for folder in folders]
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse with the project's convention for user errors: one `error:` line and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CLIArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "runs", nargs="+", metavar="RUN[=LABEL]", help="a run folder or its trainer_state.json"
     )
@@ -276,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a full disk or a read-only folder: say which file; anything else is a bug
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+        if error.errno not in ENVIRONMENT_ERRNOS:
             raise
         print(
             f"error: {error.strerror} ({error.filename}): free disk space or choose another --out",

@@ -37,8 +37,8 @@ from typing import NoReturn
 ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse with the CLI's convention for user errors: one `error:` line and exit status 2."""
+class CLIArgumentParser(argparse.ArgumentParser):
+    """argparse with the convention of the CLI and the scripts for user errors: one `error:` line and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
@@ -95,7 +95,7 @@ def _eval_task_specs(items: list[str] | None) -> dict | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="xlm-hf", description=__doc__.split("\n\n")[0])
+    parser = CLIArgumentParser(prog="xlm-hf", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     prep = sub.add_parser("prepare-data", help="generate a task's dataset into the cache folder")
