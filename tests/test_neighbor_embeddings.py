@@ -30,9 +30,8 @@ def test_shift_along_sequence_fills_the_ends():
 
 
 def test_each_position_adds_its_neighbors_and_padding_counts_as_absent():
-    embeddings = torch.arange(1, 6, dtype=torch.float)[None, :, None].expand(
-        1, 5, HIDDEN
-    )  # position i holds i + 1
+    # position i holds the embedding i + 1 in every channel
+    embeddings = torch.arange(1, 6, dtype=torch.float)[None, :, None].expand(1, 5, HIDDEN)
     attention_mask = torch.tensor([[0, 1, 1, 1, 1]])  # the first position is padding
     out = identity_neighbors(window=1)(embeddings, attention_mask, sequence_ids=None)[0, :, 0]
     # position 1 has no real left neighbour (padding), position 4 no right neighbour
