@@ -2,12 +2,13 @@
 timed, and the table lands in --out; a request that cannot run is one error before anything trains."""
 
 import json
+import logging
 
 import pytest
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from xlm_hf.cli import main
-from xlm_hf.compare import TimeBudget
+from xlm_hf.compare import TimeBudget, compare
 
 TINY = [
     "model.hidden_size=32",
@@ -61,17 +62,25 @@ def test_a_request_that_cannot_run_is_one_error_before_training(argv, message, t
     assert not out.exists()  # nothing trained, nothing written
 
 
-def test_compare_trains_evaluates_and_tabulates_two_families(tmp_path, data_dir, capsys):
+def test_compare_trains_evaluates_and_tabulates_two_families(tmp_path, data_dir, capsys, caplog):
     out = tmp_path / "out"
     overrides = [item for override in TINY for item in ("--set", override)]
     argv = ["compare", "star_easy", "--families", "arlm,mlm", "--budget-minutes", str(BUDGET_MINUTES)]
-    assert main([*argv, "--out", str(out), "--limit", "16", *overrides]) == 0
+    with caplog.at_level(logging.WARNING, logger="xlm_hf.compare"):
+        assert main([*argv, "--out", str(out), "--limit", "16", *overrides]) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "results.json").read_text())
     assert report["clock"] == "cpu" and report["budget_minutes"] == BUDGET_MINUTES
+    assert report["planned_runs"] == 2
     assert [(row["family"], row["seed"]) for row in report["rows"]] == [("arlm", 42), ("mlm", 42)]
+    # the budget cut both schedules short: each run is warned about, with the step to size the schedule to
+    warnings = [record.getMessage() for record in caplog.records if record.name == "xlm_hf.compare"]
+    assert len(warnings) == 2
+    for row, warning in zip(report["rows"], warnings):
+        assert f"training.max_steps={row['train_steps']} " in warning and row["experiment"] in warning
     for row in report["rows"]:
         assert row["stopped_by_budget"] and 0 < row["train_steps"] < 100000
+        assert row["schedule_steps"] == 100000
         assert row["train_cpu_seconds"] >= BUDGET_MINUTES * 60  # stopped only once the budget was spent
         assert 0.0 <= row["exact_match"] <= 1.0 and 0.0 <= row["token_accuracy"] <= 1.0
         assert row["test_examples"] == 16 and row["generation_tokens_per_second"] > 0
@@ -82,7 +91,32 @@ def test_compare_trains_evaluates_and_tabulates_two_families(tmp_path, data_dir,
         )
     table = (out / "results.md").read_text()
     assert "| family | seed | exact match %" in table and "| arlm | 42 |" in table and "| mlm | 42 |" in table
+    assert f"| {report['rows'][0]['train_steps']} of 100000 |" in table and "runs done" not in table
     assert table in printed
+
+
+def test_a_failing_run_leaves_the_rows_of_the_runs_before_it(tmp_path, data_dir, monkeypatch):
+    from xlm_hf import jobs
+
+    real_evaluate, calls = jobs.evaluate, []
+
+    def evaluate_then_fail(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise RuntimeError("the second run's evaluation failed")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "evaluate", evaluate_then_fail)
+    out = tmp_path / "out"
+    overrides = [*TINY, "training.max_steps=3"]  # a schedule the run finishes: no warning, plain steps
+    with pytest.raises(RuntimeError, match="second run"):
+        compare("star_easy", ["arlm", "mlm"], 10, out=out, overrides=overrides, limit=8, speed_examples=4)
+    report = json.loads((out / "results.json").read_text())
+    assert report["planned_runs"] == 2 and [row["family"] for row in report["rows"]] == ["arlm"]
+    row = report["rows"][0]
+    assert not row["stopped_by_budget"] and row["train_steps"] == row["schedule_steps"] == 3
+    table = (out / "results.md").read_text()
+    assert "1 of 2 runs done." in table and "| arlm | 42 |" in table and "| 3 |" in table
 
 
 def test_speed_prompts_are_the_prompts_or_the_opening_words_of_text_documents():

@@ -316,7 +316,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     if args.command == "compare":
-        from .compare import compare, markdown_table, parse_list
+        from .compare import compare, markdown_table, output_folder, parse_list
         from .jobs import TrainingInterrupted
 
         try:
@@ -331,8 +331,11 @@ def _run(args: argparse.Namespace) -> int:
                 limit=args.limit,
                 speed_examples=args.speed_examples,
             )
-        except TrainingInterrupted as interrupted:  # SIGINT / SIGTERM during a run: no table is written
-            print(f"interrupted: {interrupted}", file=sys.stderr)
+        except (
+            TrainingInterrupted
+        ) as interrupted:  # SIGINT / SIGTERM during a run: the finished runs' table stays
+            results = output_folder(args.task, args.out) / "results.json"
+            print(f"interrupted: {interrupted}. The finished runs' rows are in {results}.", file=sys.stderr)
             return interrupted.exit_code
         print(markdown_table(report), end="")
         print(json.dumps({"out": report["out"], "runs": len(report["rows"])}))

@@ -10,12 +10,15 @@ with `training.seed` set, until its own `max_steps` or until the budget is spent
 - training runs without periodic evaluation (an evaluation would spend the budget), and stops at the end of the
   step where the budget ran out; the export, then the evaluation on the test split, come after;
 - the learning-rate schedule follows the recipe's `max_steps`: a budget that stops training well before it stops a
-  schedule mid-way (set `--set training.max_steps=N` to end the schedule within the budget).
+  schedule mid-way (set `--set training.max_steps=N` to end the schedule within the budget). Such a run is
+  flagged: a warning names the step it reached, and the table's steps read `N of M`.
 
 Then each exported model is evaluated on the test split (`xlm-hf eval`'s job; `--limit` for the first N examples)
 and its generation speed measured: new tokens per second of `generate` over the first test prompts (batch of
 `--speed-batch-size`, greedy as the recipe says, on the CPU, after one warm-up batch). The table (`results.md`)
-and all numbers (`results.json`) go to `--out`; each run's folder is `<out>/runs/<family>-seed<S>`.
+and all numbers (`results.json`) go to `--out`, rewritten after every run: a long comparison that is interrupted or
+fails keeps the rows of the runs it finished (`planned_runs` says how many there were to be). Each run's folder is
+`<out>/runs/<family>-seed<S>`.
 """
 
 import json
@@ -27,12 +30,18 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.utils import logging
 
 from .atomic_io import atomic_write_text
 from .experiment import available_experiments
 
 CLOCKS = ("cpu", "wall")
 RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
+# a budget-stopped run that reached less than this fraction of its schedule is warned about: its learning rate was
+# still far from the schedule's end
+SCHEDULE_WARNING_FRACTION = 0.9
+
+logger = logging.get_logger(__name__)
 
 
 class TimeBudget(TrainerCallback):
@@ -72,6 +81,7 @@ class CompareRow:
     exact_match: float | None
     token_accuracy: float | None
     train_steps: int
+    schedule_steps: int  # the recipe's `max_steps`, where its learning-rate schedule ends
     train_cpu_seconds: float
     train_wall_seconds: float
     stopped_by_budget: bool
@@ -89,6 +99,11 @@ def parse_list(text: str, what: str, cast=str) -> list:
         return [cast(item) for item in items]
     except ValueError:
         raise ValueError(f"--{what} must be comma-separated {cast.__name__} values, got {text!r}.") from None
+
+
+def output_folder(task: str, out: str | Path | None = None) -> Path:
+    """Where a comparison writes its table and runs: `out`, by default outputs/compare/<task>."""
+    return Path(out or Path("outputs") / "compare" / task)
 
 
 def check_request(task: str, families: list[str], budget_minutes: float, clock: str) -> list[str]:
@@ -187,7 +202,7 @@ def compare(
     speed_batch_size = min(speed_batch_size, speed_examples)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"--limit must be a positive number of test examples, got {limit!r}.")
-    out = Path(out or Path("outputs") / "compare" / task)
+    out = output_folder(task, out)
     overrides = list(overrides or [])
 
     def run_overrides(family: str, seed: int) -> list[str]:
@@ -205,7 +220,17 @@ def compare(
         for family, name in zip(families, names)
         for seed in seeds
     }
-    rows: list[CompareRow] = []
+    report = {
+        "task": task,
+        "budget_minutes": budget_minutes,
+        "clock": clock,
+        "seeds": list(seeds),
+        "overrides": overrides,
+        "torch_threads": torch.get_num_threads(),
+        "out": str(out),
+        "planned_runs": len(experiments),
+        "rows": [],
+    }
     for (family, seed), experiment in experiments.items():
         budget = TimeBudget(budget_minutes * 60, clock)
         summary = jobs.train(experiment, callbacks=[budget])
@@ -215,7 +240,15 @@ def compare(
         metrics = results["metrics"]
         cache_dir = experiment["data"].get("cache_dir")
         speed = generation_speed(output_dir, task, speed_examples, speed_batch_size, cache_dir)
-        rows.append(
+        schedule_steps = int(experiment["training"].get("max_steps", -1))
+        if budget.stopped_by_budget and summary["global_step"] < SCHEDULE_WARNING_FRACTION * schedule_steps:
+            logger.warning(
+                f"{experiment['name']} (seed {seed}): the budget stopped training at step {summary['global_step']} "
+                f"of the {schedule_steps} its learning-rate schedule was made for, so the rate never reached the "
+                f"schedule's end. To end the schedule within the budget, add --set "
+                f"training.max_steps={summary['global_step']} (and a warmup_steps below it)."
+            )
+        row = asdict(
             CompareRow(
                 family=family,
                 experiment=experiment["name"],
@@ -226,6 +259,7 @@ def compare(
                 ),
                 token_accuracy=metrics.get("eval_prediction_token_accuracy"),
                 train_steps=summary["global_step"],
+                schedule_steps=schedule_steps,
                 train_cpu_seconds=round(spent["cpu"], 2),
                 train_wall_seconds=round(spent["wall"], 2),
                 stopped_by_budget=budget.stopped_by_budget,
@@ -235,19 +269,11 @@ def compare(
                 metrics=metrics,
             )
         )
-    report = {
-        "task": task,
-        "budget_minutes": budget_minutes,
-        "clock": clock,
-        "seeds": list(seeds),
-        "overrides": overrides,
-        "torch_threads": torch.get_num_threads(),
-        "out": str(out),
-        "rows": [asdict(row) for row in rows],
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / RESULTS_JSON, json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out / RESULTS_MD, markdown_table(report))
+        report["rows"].append(row)
+        # after every run, so that an interrupted or failed comparison keeps what it finished
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / RESULTS_JSON, json.dumps(report, indent=2) + "\n")
+        atomic_write_text(out / RESULTS_MD, markdown_table(report))
     return report
 
 
@@ -255,11 +281,21 @@ def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+def _steps(row: dict[str, Any]) -> str:
+    # rows of results.json files written before `schedule_steps` existed have only the steps
+    schedule_steps = row.get("schedule_steps", -1)
+    if 0 < schedule_steps and row["train_steps"] < schedule_steps:
+        return f"{row['train_steps']} of {schedule_steps}"
+    return str(row["train_steps"])
+
+
 def markdown_table(report: dict[str, Any]) -> str:
     """The rows of a results.json as a markdown table, with the budget it was measured under."""
+    planned = report.get("planned_runs", len(report["rows"]))
+    progress = f" {len(report['rows'])} of {planned} runs done." if len(report["rows"]) < planned else ""
     lines = [
         f"**{report['task']}**, budget {report['budget_minutes']} {report['clock'].upper()}-minutes per run "
-        f"(training only; {report['torch_threads']} torch thread(s)); test split.",
+        f"(training only; {report['torch_threads']} torch thread(s)); test split.{progress}",
         "",
         "| family | seed | exact match % | token accuracy % | steps | train CPU s | train wall s | stopped by budget "
         "| generation new tokens/s | test examples |",
@@ -268,11 +304,19 @@ def markdown_table(report: dict[str, Any]) -> str:
     for row in report["rows"]:
         lines.append(
             f"| {row['family']} | {row['seed']} | {_percent(row['exact_match'])} | {_percent(row['token_accuracy'])} "
-            f"| {row['train_steps']} | {row['train_cpu_seconds']} | {row['train_wall_seconds']} "
+            f"| {_steps(row)} | {row['train_cpu_seconds']} | {row['train_wall_seconds']} "
             f"| {'yes' if row['stopped_by_budget'] else 'no'} | {row['generation_tokens_per_second']} "
             f"| {row['test_examples']} |"
         )
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["compare", "TimeBudget", "markdown_table", "check_request", "generation_speed", "CLOCKS"]
+__all__ = [
+    "compare",
+    "output_folder",
+    "TimeBudget",
+    "markdown_table",
+    "check_request",
+    "generation_speed",
+    "CLOCKS",
+]
