@@ -36,6 +36,15 @@ class TestFlexMDMDistributionHeadContract(TestFlexMDMContract):
     config_overrides = {"gap_head": "distribution", "time_conditioning": False}
 
 
+class TestFlexMDMWithNeighborWindowContract(TestFlexMDMContract):
+    """With neighbours' embeddings (the masked star recipes' option): left padding, batch invariance, gradient
+    checkpointing, the attention kernels and every parameter trained must still hold."""
+
+    config_overrides = {"neighbor_token_window": 1}
+    # same exported files as TestFlexMDMContract; the isolated subprocess is the slow part
+    test_exported_folder_loads_without_xlm_hf = None
+
+
 class TestFlexMDMCollatorContract(CollatorContract):
     family = "flexmdm"
     # `prompt [BOS] target [EOS]` from column 0: the row is right-padded as a whole
