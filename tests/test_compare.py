@@ -3,6 +3,10 @@ timed, and the table lands in --out; a request that cannot run is one error befo
 
 import json
 import logging
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from transformers import TrainerControl, TrainerState, TrainingArguments
@@ -128,3 +132,80 @@ def test_speed_prompts_are_the_prompts_or_the_opening_words_of_text_documents():
     assert speed_prompts(star, 2) == ["1 2", "3 4"]
     text = Dataset.from_dict({"text": ["one two three four five six seven eight nine ten", "short one"]})
     assert speed_prompts(text, 5) == ["one two three four five six seven eight", "short one"]
+
+
+def test_parallel_runs_give_the_table_in_the_planned_order_with_a_log_each(tmp_path, data_dir, capsys):
+    out = tmp_path / "out"
+    overrides = [item for override in TINY for item in ("--set", override)]
+    argv = ["compare", "star_easy", "--families", "arlm,mlm", "--budget-minutes", str(BUDGET_MINUTES)]
+    assert (
+        main([*argv, "--out", str(out), "--limit", "8", "--speed-examples", "4", "--jobs", "2", *overrides])
+        == 0
+    )
+    captured = capsys.readouterr()
+    report = json.loads((out / "results.json").read_text())
+    assert report["parallel_jobs"] == 2 and report["torch_threads"] == 1 and report["planned_runs"] == 2
+    assert [row["family"] for row in report["rows"]] == ["arlm", "mlm"]
+    for row in report["rows"]:
+        assert row["stopped_by_budget"] and row["train_cpu_seconds"] >= BUDGET_MINUTES * 60
+        assert (out / "runs" / f"{row['family']}-seed42" / "model.safetensors").is_file()
+        # what the run printed went to its log, the schedule warning included, not to this terminal
+        log = (out / "runs" / f"{row['family']}-seed42.log").read_text()
+        assert f"training.max_steps={row['train_steps']} " in log
+        assert f"finished {row['experiment']} (seed 42)" in captured.err
+    assert "training.max_steps=" not in captured.err
+    assert (out / "results.md").read_text() in captured.out
+
+
+def test_a_failing_parallel_run_keeps_the_other_runs_row_and_names_its_log(tmp_path, data_dir, capsys):
+    out = tmp_path / "out"
+    # a causal model refuses neighbours' embeddings when it is built: the ARLM run fails, the MLM run trains
+    overrides = [*TINY, "model.neighbor_token_window=1"]
+    with pytest.raises(RuntimeError) as failure:
+        compare(
+            "star_easy",
+            ["arlm", "mlm"],
+            BUDGET_MINUTES,
+            out=out,
+            overrides=overrides,
+            limit=8,
+            speed_examples=4,
+            parallel_jobs=2,
+        )
+    message = str(failure.value)
+    assert message.startswith("star_easy_arlm (seed 42) failed (ValueError: ")
+    assert message.endswith(f"its output is in {out / 'runs' / 'arlm-seed42.log'}")
+    assert "neighbor_token_window" in (out / "runs" / "arlm-seed42.log").read_text()
+    report = json.loads((out / "results.json").read_text())
+    assert report["planned_runs"] == 2 and [row["family"] for row in report["rows"]] == ["mlm"]
+
+
+def test_ctrl_c_stops_parallel_runs_with_a_checkpoint_each(tmp_path, data_dir):
+    out = tmp_path / "out"
+    overrides = [*TINY, "training.logging_steps=1", "data.max_train_samples=64"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "xlm_hf.cli", "compare", "star_easy", "--families", "arlm,mlm"]
+        + ["--budget-minutes", "10", "--jobs", "2", "--out", str(out)]
+        + [item for override in overrides for item in ("--set", override)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    logs = [out / "runs" / f"{family}-seed42.log" for family in ("arlm", "mlm")]
+    try:
+        deadline = time.monotonic() + 300  # a guard against a broken child, not a measurement
+        while not all(log.is_file() and "'loss'" in log.read_text() for log in logs):  # both are training
+            assert child.poll() is None, child.stderr.read()[-3000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=300)
+    finally:
+        child.kill()
+    assert child.returncode == 128 + signal.SIGINT, stderr[-3000:]
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("interrupted: SIGINT")
+    for family in ("arlm", "mlm"):
+        checkpoints = list((out / "runs" / f"{family}-seed42").glob("checkpoint-*/trainer_state.json"))
+        assert len(checkpoints) == 1
+    assert not (out / "results.json").exists()  # no run finished

@@ -189,6 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed-examples", type=int, default=256, help="test prompts timed for the generation speed"
     )
     compare.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at a time, each in its own process with its output in <out>/runs/<family>-seed<S>.log "
+        "(default: 1, one after another in this process)",
+    )
+    compare.add_argument(
+        "--threads-per-job", type=int, default=1, help="torch threads of each parallel run (default: 1)"
+    )
+    compare.add_argument(
         "--set",
         action="append",
         default=[],
@@ -330,6 +340,8 @@ def _run(args: argparse.Namespace) -> int:
                 overrides=args.set,
                 limit=args.limit,
                 speed_examples=args.speed_examples,
+                parallel_jobs=args.jobs,
+                threads_per_job=args.threads_per_job,
             )
         except (
             TrainingInterrupted

@@ -19,11 +19,24 @@ and its generation speed measured: new tokens per second of `generate` over the 
 and all numbers (`results.json`) go to `--out`, rewritten after every run: a long comparison that is interrupted or
 fails keeps the rows of the runs it finished (`planned_runs` says how many there were to be). Each run's folder is
 `<out>/runs/<family>-seed<S>`.
+
+Runs go one after another in this process, or `--jobs N` at a time, each in a fresh process with
+`--threads-per-job` torch threads (default 1) and its output in `<out>/runs/<family>-seed<S>.log`. With the CPU
+clock the budget is the same whichever way they run; N runs of one thread each want N free cores to finish in the
+wall time of one.
 """
 
 import json
 import math
+import multiprocessing
+import os
+import signal
+import sys
+import threading
 import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -191,6 +204,8 @@ def compare(
     limit: int | None = None,
     speed_examples: int = 256,
     speed_batch_size: int = 64,
+    parallel_jobs: int = 1,
+    threads_per_job: int = 1,
 ) -> dict[str, Any]:
     """Trains, evaluates and times every family on `task` (see the module docstring); returns what results.json
     holds."""
@@ -202,6 +217,9 @@ def compare(
     speed_batch_size = min(speed_batch_size, speed_examples)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"--limit must be a positive number of test examples, got {limit!r}.")
+    for option, value in (("--jobs", parallel_jobs), ("--threads-per-job", threads_per_job)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{option} must be a positive whole number, got {value!r}.")
     out = output_folder(task, out)
     overrides = list(overrides or [])
 
@@ -226,55 +244,191 @@ def compare(
         "clock": clock,
         "seeds": list(seeds),
         "overrides": overrides,
-        "torch_threads": torch.get_num_threads(),
+        # each run's torch threads: the parent's own when runs go one by one, --threads-per-job in parallel
+        "torch_threads": torch.get_num_threads() if parallel_jobs == 1 else threads_per_job,
+        "parallel_jobs": parallel_jobs,
         "out": str(out),
         "planned_runs": len(experiments),
         "rows": [],
     }
-    for (family, seed), experiment in experiments.items():
-        budget = TimeBudget(budget_minutes * 60, clock)
-        summary = jobs.train(experiment, callbacks=[budget])
-        spent = budget.training_time
-        output_dir = summary["output_dir"]
-        results = jobs.evaluate(output_dir, split="test", limit=limit)
-        metrics = results["metrics"]
-        cache_dir = experiment["data"].get("cache_dir")
-        speed = generation_speed(output_dir, task, speed_examples, speed_batch_size, cache_dir)
-        schedule_steps = int(experiment["training"].get("max_steps", -1))
-        if budget.stopped_by_budget and summary["global_step"] < SCHEDULE_WARNING_FRACTION * schedule_steps:
-            logger.warning(
-                f"{experiment['name']} (seed {seed}): the budget stopped training at step {summary['global_step']} "
-                f"of the {schedule_steps} its learning-rate schedule was made for, so the rate never reached the "
-                f"schedule's end. To end the schedule within the budget, add --set "
-                f"training.max_steps={summary['global_step']} (and a warmup_steps below it)."
-            )
-        row = asdict(
-            CompareRow(
-                family=family,
-                experiment=experiment["name"],
-                seed=seed,
-                # the task's own full-answer match: sudoku scores whole grids (`sudoku_exact_match`)
-                exact_match=metrics.get(
-                    "eval_prediction_exact_match", metrics.get("eval_prediction_sudoku_exact_match")
-                ),
-                token_accuracy=metrics.get("eval_prediction_token_accuracy"),
-                train_steps=summary["global_step"],
-                schedule_steps=schedule_steps,
-                train_cpu_seconds=round(spent["cpu"], 2),
-                train_wall_seconds=round(spent["wall"], 2),
-                stopped_by_budget=budget.stopped_by_budget,
-                generation_tokens_per_second=round(speed, 1),
-                test_examples=results["num_examples"],
-                output_dir=output_dir,
-                metrics=metrics,
-            )
-        )
-        report["rows"].append(row)
-        # after every run, so that an interrupted or failed comparison keeps what it finished
-        out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [
+        {
+            "task": task,
+            "family": family,
+            "seed": seed,
+            "experiment": experiment,
+            "budget_minutes": budget_minutes,
+            "clock": clock,
+            "limit": limit,
+            "speed_examples": speed_examples,
+            "speed_batch_size": speed_batch_size,
+        }
+        for (family, seed), experiment in experiments.items()
+    ]
+    finished: dict[int, dict[str, Any]] = {}
+
+    def record(index: int, row: dict[str, Any]) -> None:
+        # after every run, in the planned order, so that an interrupted or failed comparison keeps what it finished
+        finished[index] = row
+        report["rows"] = [finished[i] for i in sorted(finished)]
         atomic_write_text(out / RESULTS_JSON, json.dumps(report, indent=2) + "\n")
         atomic_write_text(out / RESULTS_MD, markdown_table(report))
+
+    if parallel_jobs == 1:
+        for index, run in enumerate(runs):
+            record(index, run_one(**run))
+    else:
+        run_in_parallel(runs, parallel_jobs, threads_per_job, out, record)
     return report
+
+
+def run_one(
+    task: str,
+    family: str,
+    seed: int,
+    experiment: dict[str, Any],
+    budget_minutes: float,
+    clock: str,
+    limit: int | None,
+    speed_examples: int,
+    speed_batch_size: int,
+) -> dict[str, Any]:
+    """One row of the table: trains `experiment` under the budget, evaluates it on the test split, times it."""
+    from . import jobs
+
+    budget = TimeBudget(budget_minutes * 60, clock)
+    summary = jobs.train(experiment, callbacks=[budget])
+    spent = budget.training_time
+    output_dir = summary["output_dir"]
+    results = jobs.evaluate(output_dir, split="test", limit=limit)
+    metrics = results["metrics"]
+    cache_dir = experiment["data"].get("cache_dir")
+    speed = generation_speed(output_dir, task, speed_examples, speed_batch_size, cache_dir)
+    schedule_steps = int(experiment["training"].get("max_steps", -1))
+    if budget.stopped_by_budget and summary["global_step"] < SCHEDULE_WARNING_FRACTION * schedule_steps:
+        logger.warning(
+            f"{experiment['name']} (seed {seed}): the budget stopped training at step {summary['global_step']} "
+            f"of the {schedule_steps} its learning-rate schedule was made for, so the rate never reached the "
+            f"schedule's end. To end the schedule within the budget, add --set "
+            f"training.max_steps={summary['global_step']} (and a warmup_steps below it)."
+        )
+    return asdict(
+        CompareRow(
+            family=family,
+            experiment=experiment["name"],
+            seed=seed,
+            # the task's own full-answer match: sudoku scores whole grids (`sudoku_exact_match`)
+            exact_match=metrics.get(
+                "eval_prediction_exact_match", metrics.get("eval_prediction_sudoku_exact_match")
+            ),
+            token_accuracy=metrics.get("eval_prediction_token_accuracy"),
+            train_steps=summary["global_step"],
+            schedule_steps=schedule_steps,
+            train_cpu_seconds=round(spent["cpu"], 2),
+            train_wall_seconds=round(spent["wall"], 2),
+            stopped_by_budget=budget.stopped_by_budget,
+            generation_tokens_per_second=round(speed, 1),
+            test_examples=results["num_examples"],
+            output_dir=output_dir,
+            metrics=metrics,
+        )
+    )
+
+
+def run_logged(log_path: str, threads: int, run: dict[str, Any]) -> dict[str, Any]:
+    """`run_one` in a worker process: `threads` torch threads, everything it prints (progress bars, warnings) into
+    `log_path`. The worker leads its own session, so a Ctrl-C at the terminal reaches the parent only, which
+    passes it on once (a second signal would stop a run at once, without its checkpoint)."""
+    if os.getsid(0) != os.getpid():  # a worker that ran a run before (Python 3.10) already leads one
+        os.setsid()
+    torch.set_num_threads(threads)
+    with open(log_path, "w") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        return run_one(**run)
+    except BaseException:
+        traceback.print_exc()  # the whole story in the log; the parent's error names the run and the log
+        raise
+
+
+def run_in_parallel(
+    runs: list[dict[str, Any]],
+    parallel_jobs: int,
+    threads_per_job: int,
+    out: Path,
+    record: Callable[[int, dict], None],
+) -> None:
+    """`parallel_jobs` runs at a time, each in a fresh process; rows are recorded as runs finish. A failed run
+    lets the running ones finish (their rows are kept), starts no new one, then raises its error. SIGINT or SIGTERM
+    is passed on to the runs, which save a checkpoint and stop, as a single `xlm-hf train` does."""
+    context = multiprocessing.get_context("spawn")  # a fork would copy the parent's torch threads and locks
+    per_child = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
+    stop_signal: list[int] = []
+    errors: list[str] = []
+    futures: dict = {}
+
+    def pass_on(number: int, frame) -> None:
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, number)
+        if stop_signal:  # a second signal: the runs stop at once (their own rule), and so does this process
+            signal.signal(
+                number, previous[number] if previous[number] not in (signal.SIG_IGN, None) else signal.SIG_DFL
+            )
+            signal.raise_signal(number)
+            return
+        stop_signal.append(number)
+        for pending in futures:
+            pending.cancel()  # the runs not started yet never start
+
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    with ProcessPoolExecutor(max_workers=parallel_jobs, mp_context=context, **per_child) as pool:
+        if in_main_thread:  # only the main thread may set handlers
+            for number in previous:
+                signal.signal(number, pass_on)
+        try:
+            print(
+                f"{len(runs)} runs, {parallel_jobs} at a time with {threads_per_job} torch thread(s) each; their output goes "
+                f"to {out / 'runs'}/<family>-seed<S>.log",
+                file=sys.stderr,
+            )
+            for index, run in enumerate(runs):
+                if stop_signal:
+                    break
+                log_path = out / "runs" / f"{run['family']}-seed{run['seed']}.log"
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                futures[pool.submit(run_logged, str(log_path), threads_per_job, run)] = (index, run, log_path)
+            for future in as_completed(futures):
+                index, run, log_path = futures[future]
+                name = f"{run['experiment']['name']} (seed {run['seed']})"
+                try:
+                    row = future.result()
+                except CancelledError:
+                    continue
+                except Exception as error:  # noqa: BLE001 - reported below, once the running runs end
+                    errors.append(
+                        f"{name} failed ({type(error).__name__}: {error}); its output is in {log_path}"
+                    )
+                    for pending in futures:
+                        pending.cancel()  # the ones not started yet
+                    continue
+                record(index, row)
+                print(
+                    f"finished {name}: exact match {_percent(row['exact_match'])} %; log {log_path}",
+                    file=sys.stderr,
+                )
+        finally:
+            if in_main_thread:
+                for number, handler in previous.items():
+                    signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+    if stop_signal:
+        from .trainer import TrainingInterrupted
+
+        raise TrainingInterrupted(stop_signal[0], str(out / "runs"))
+    if errors:
+        raise RuntimeError("; ".join(errors))
 
 
 def _percent(value: float | None) -> str:

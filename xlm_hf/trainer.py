@@ -77,6 +77,10 @@ class TrainingInterrupted(Exception):
             "training.resume_from_checkpoint=true"
         )
 
+    def __reduce__(self):
+        # rebuilt from its own arguments, so that it crosses a process boundary (`xlm-hf compare --jobs`) intact
+        return type(self), (self.signal_number, self.checkpoint)
+
 
 def find_checkpoint(resume_from_checkpoint: str | bool, output_dir: str) -> str:
     """The checkpoint folder that `resume_from_checkpoint` names: True is the latest `checkpoint-N` in
