@@ -390,8 +390,8 @@ def run_in_parallel(
                 signal.signal(number, pass_on)
         try:
             print(
-                f"{len(runs)} runs, {parallel_jobs} at a time with {threads_per_job} torch thread(s) each; their output goes "
-                f"to {out / 'runs'}/<family>-seed<S>.log",
+                f"{len(runs)} runs, {parallel_jobs} at a time with {threads_per_job} torch thread(s) each; "
+                f"their output goes to {out / 'runs'}/<family>-seed<S>.log",
                 file=sys.stderr,
             )
             for index, run in enumerate(runs):
