@@ -56,7 +56,7 @@ def read_series(path: Path, metric: str, x_key: str = "step") -> Series:
     points = []
     for entry in history:
         x, y = entry.get(x_key), entry.get(metric)
-        if _is_number(x) and _is_number(y) and math.isfinite(x) and math.isfinite(y):
+        if is_number(x) and is_number(y) and math.isfinite(x) and math.isfinite(y):
             points.append((float(x), float(y)))
     if not points:
         keys = sorted({key for entry in history for key in entry})
@@ -66,7 +66,7 @@ def read_series(path: Path, metric: str, x_key: str = "step") -> Series:
     return points
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
