@@ -47,10 +47,10 @@ from plot_learning_curves import (
     WIDTH,
     is_number,
     nice_ticks,
+    write_picture,
 )
 
-from xlm_hf.atomic_io import atomic_write_text
-from xlm_hf.cli import ENVIRONMENT_ERRNOS, CLIArgumentParser
+from xlm_hf.cli import CLIArgumentParser
 
 RESULTS_JSON = "results.json"
 FAMILY_ORDER = ("arlm", "mlm", "mdlm", "ilm", "flexmdm")
@@ -413,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         help="draw a task measured under several budgets as one group per budget instead of refusing",
     )
     args = parser.parse_args(argv)
-    try:
+
+    def make() -> tuple[str, str, list[str]]:
         results, files = [], set()
         for path in args.results:
             result = read_results(path)
@@ -421,25 +422,9 @@ def main(argv: list[str] | None = None) -> int:
                 files.add(result.file.resolve())
                 results.append(result)
         groups, notes = collect(results, args.metric, args.allow_mixed_budgets)
-        svg = build_svg(groups, args.metric, args.title)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out, svg)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # a full disk or a read-only folder: say which file; anything else is a bug
-        if error.errno not in ENVIRONMENT_ERRNOS:
-            raise
-        print(
-            f"error: {error.strerror} ({error.filename}): free disk space or choose another --out",
-            file=sys.stderr,
-        )
-        return 2
-    print(markdown_table(groups, args.metric))
-    for note in notes:
-        print(f"note: {note}")
-    print(f"wrote {args.out} ({len(svg) / 1024:.1f} kB)")
-    return 0
+        return build_svg(groups, args.metric, args.title), markdown_table(groups, args.metric), notes
+
+    return write_picture(args.out, make)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -233,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_points < 2:
         parser.error("--max-points must be at least 2")
-    try:
+
+    def make() -> tuple[str, str, list[str]]:
         paths, labels = zip(*(parse_run(spec) for spec in args.runs))
         series = [read_series(path, args.metric, args.x_key) for path in paths]
         labels = [label or default for label, default in zip(labels, default_labels(paths))]
@@ -262,8 +264,19 @@ def main(argv: list[str] | None = None) -> int:
             args.x_label,
             args.y_label,
         )
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out, svg)
+        return svg, table(runs, args.metric, args.x_key), notes
+
+    return write_picture(args.out, make)
+
+
+def write_picture(out: Path, make: Callable[[], tuple[str, str, list[str]]]) -> int:
+    """The end of a plotting script's `main`: `make()` gives the SVG, a table of its numbers and notes; the SVG is
+    written atomically to `out`, then the table and notes are printed. A ValueError (bad input), a full disk or a
+    read-only folder is one `error:` line and exit status 2, with nothing written."""
+    try:
+        svg, numbers, notes = make()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, svg)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -275,10 +288,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    print(table(runs, args.metric, args.x_key))
+    print(numbers)
     for note in notes:
         print(f"note: {note}")
-    print(f"wrote {args.out} ({len(svg) / 1024:.1f} kB)")
+    print(f"wrote {out} ({len(svg) / 1024:.1f} kB)")
     return 0
 
 
