@@ -47,6 +47,7 @@ from plot_learning_curves import (
     WIDTH,
     is_number,
     nice_ticks,
+    svg_start,
     write_picture,
 )
 
@@ -284,11 +285,7 @@ def build_svg(groups: list[Group], metric: str, title: str | None = None) -> str
         subtitle += "; bars: mean over seeds, dots: each seed"
     height = PLOT_HEIGHT + LEGEND_ROW * len(families) + 8
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-        f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">',
-        f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
-        f'<text class="title" x="{WIDTH / 2}" y="24" text-anchor="middle" font-size="15">'
-        f"{escape(title or f'{metric} by task and family')}</text>",
+        *svg_start(height, title or f"{metric} by task and family"),
         f'<text class="subtitle" x="{WIDTH / 2}" y="42" text-anchor="middle" fill="#555">{escape(subtitle)}</text>',
     ]
     for tick in ticks:

@@ -112,6 +112,16 @@ def _round(value: float) -> float:
     return float(f"{value:.12g}")  # 0.30000000000000004 -> 0.3
 
 
+def svg_start(height: int, title: str) -> list[str]:
+    """The opening lines of a picture: the svg element, a white background and the title."""
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
+        f'<text class="title" x="{WIDTH / 2}" y="24" text-anchor="middle" font-size="15">{escape(title)}</text>',
+    ]
+
+
 def build_svg(
     runs: list[tuple[str, Series]],
     metric: str,
@@ -139,13 +149,7 @@ def build_svg(
         return round(bottom - (scale(y) - y0) / (y1 - y0) * (bottom - TOP), 2)
 
     height = PLOT_HEIGHT + LEGEND_ROW * len(runs) + 8
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-        f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">',
-        f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
-        f'<text class="title" x="{WIDTH / 2}" y="24" text-anchor="middle" font-size="15">'
-        f"{escape(title or f'{metric} against {x_key}')}</text>",
-    ]
+    out = svg_start(height, title or f"{metric} against {x_key}")
     for tick in x_ticks:
         x = to_x(tick)
         out.append(f'<line x1="{x}" y1="{TOP}" x2="{x}" y2="{bottom}" stroke="#e5e5e5"/>')
