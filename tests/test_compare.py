@@ -55,6 +55,11 @@ def test_budget_stops_training_once_spent(clock, tmp_path):
         (["--families", "arlm", "--seeds", "a,b"], "--seeds must be comma-separated int values"),
         (["--families", "arlm", "--set", "model.bogus=1"], "Unknown key(s) 'bogus'"),
         (["--families", "arlm", "--limit", "0"], "--limit must be a positive number"),
+        (["--families", "arlm", "--jobs", "0"], "--jobs must be a positive whole number"),
+        (
+            ["--families", "arlm", "--jobs", "2", "--threads-per-job", "0"],
+            "--threads-per-job must be a positive",
+        ),
     ],
 )
 def test_a_request_that_cannot_run_is_one_error_before_training(argv, message, tmp_path, capsys):

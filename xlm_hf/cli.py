@@ -343,9 +343,8 @@ def _run(args: argparse.Namespace) -> int:
                 parallel_jobs=args.jobs,
                 threads_per_job=args.threads_per_job,
             )
-        except (
-            TrainingInterrupted
-        ) as interrupted:  # SIGINT / SIGTERM during a run: the finished runs' table stays
+        # SIGINT / SIGTERM during a run: the finished runs' table stays
+        except TrainingInterrupted as interrupted:
             results = output_folder(args.task, args.out) / "results.json"
             print(f"interrupted: {interrupted}. The finished runs' rows are in {results}.", file=sys.stderr)
             return interrupted.exit_code
