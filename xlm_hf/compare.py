@@ -279,6 +279,11 @@ def compare(
         for index, run in enumerate(runs):
             record(index, run_one(**run))
     else:
+        from .tasks import load_task
+
+        # the task's data is made (or read) here once: parallel runs making it at the same time would contend
+        for cache_dir in {experiment["data"].get("cache_dir") for experiment in experiments.values()}:
+            load_task(task, cache_dir)
         run_in_parallel(runs, parallel_jobs, threads_per_job, out, record)
     return report
 
@@ -426,7 +431,8 @@ def run_in_parallel(
     if stop_signal:
         from .trainer import TrainingInterrupted
 
-        raise TrainingInterrupted(stop_signal[0], str(out / "runs"))
+        # each run saved its own checkpoint in its folder
+        raise TrainingInterrupted(stop_signal[0], f"{out / 'runs'}/<family>-seed<S>/checkpoint-<step>")
     if errors:
         raise RuntimeError("; ".join(errors))
 
