@@ -171,8 +171,16 @@ def test_a_caller_logits_processor_is_applied(family, options):
     assert list(processors) == [ban]  # the caller's list is not extended with the warpers
     # called on the (positions, vocab) batch of each step, with each position's canvas row as input_ids
     width = PROMPTS.shape[1] + 1 + NEW_TOKENS
-    n_first = len(PROMPTS) * NEW_TOKENS
-    assert ban.shapes[0] == ((n_first, width), (n_first, TINY["vocab_size"]))
+    n_masks = len(PROMPTS) * NEW_TOKENS
+    if options.get("sampler") == "ancestral":
+        # the positions being decided are those that unmask in the step: each mask is processed exactly once
+        assert all(ids[1:] == (width,) and scores[1:] == (TINY["vocab_size"],) for ids, scores in ban.shapes)
+        assert all(ids[0] == scores[0] > 0 for ids, scores in ban.shapes)
+        assert sum(scores[0] for _, scores in ban.shapes) == n_masks
+        assert ban.shapes[0][1][0] < n_masks
+    else:
+        # the unmask sampler ranks every masked position by its processed logits, so all of them are processed
+        assert ban.shapes[0] == ((n_masks, width), (n_masks, TINY["vocab_size"]))
 
 
 @pytest.mark.parametrize(
