@@ -31,7 +31,9 @@ def timed_generate(model, options: dict, seed: int) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("folder_a")
     parser.add_argument("folder_b")
     parser.add_argument("--samples", type=int, default=64)
@@ -68,7 +70,11 @@ def main() -> None:
     result = {"options": options, "rounds": args.rounds}
     for side, folder in (("A", args.folder_a), ("B", args.folder_b)):
         median = statistics.median(seconds[side])
-        result[side] = {"folder": folder, "median_seconds": median, "new_tokens_per_second": tokens[side] / median}
+        result[side] = {
+            "folder": folder,
+            "median_seconds": median,
+            "new_tokens_per_second": tokens[side] / median,
+        }
         print(f"{side} {folder}: {median:.2f} s, {tokens[side] / median:.0f} new tokens/s")
     ratio = statistics.median(a / b for a, b in zip(seconds["A"], seconds["B"]))
     result["ratio_a_over_b"] = ratio
