@@ -27,7 +27,12 @@ def timed_generate(model, options: dict, seed: int) -> tuple[float, int]:
     with torch.no_grad():
         output = model.generate(input_ids=None, return_dict_in_generate=True, **options)
     seconds = time.perf_counter() - start
-    return seconds, int(output.new_token_mask.sum())
+    new_tokens = getattr(
+        output, "new_token_mask", None
+    )  # the non-autoregressive families mark what they wrote
+    if new_tokens is None:  # an ARLM: every token after the unconditional start token, padding left out
+        return seconds, int(output.sequences[:, 1:].ne(model.config.pad_token_id).sum())
+    return seconds, int(new_tokens.sum())
 
 
 def main() -> None:
