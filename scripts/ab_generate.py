@@ -17,22 +17,20 @@ import time
 
 import torch
 import yaml
-from transformers import AutoModel
+from transformers import AutoModel, AutoTokenizer
+from xlm_hf.modeling.generation_utils import new_token_mask
 
 
-def timed_generate(model, options: dict, seed: int) -> tuple[float, int]:
-    """Seconds of one `generate` call and the number of new tokens it wrote."""
+def timed_generate(model, special_ids: torch.Tensor, options: dict, seed: int) -> tuple[float, int]:
+    """Seconds of one `generate` call and the new non-special tokens it wrote (as `xlm-hf compare` counts them)."""
     torch.manual_seed(seed)
     start = time.perf_counter()
     with torch.no_grad():
         output = model.generate(input_ids=None, return_dict_in_generate=True, **options)
     seconds = time.perf_counter() - start
-    new_tokens = getattr(
-        output, "new_token_mask", None
-    )  # the non-autoregressive families mark what they wrote
-    if new_tokens is None:  # an ARLM: every token after the unconditional start token, padding left out
-        return seconds, int(output.sequences[:, 1:].ne(model.config.pad_token_id).sum())
-    return seconds, int(new_tokens.sum())
+    sequences = output.sequences if hasattr(output, "sequences") else output
+    new = new_token_mask(output, None) & ~torch.isin(sequences, special_ids)
+    return seconds, int(new.sum())
 
 
 def main() -> None:
@@ -56,24 +54,29 @@ def main() -> None:
         options[key] = yaml.safe_load(value)  # numbers and booleans as YAML reads them
 
     torch.set_num_threads(1)
+    folders = {"A": args.folder_a, "B": args.folder_b}
     models = {
-        "A": AutoModel.from_pretrained(args.folder_a, trust_remote_code=True).eval(),
-        "B": AutoModel.from_pretrained(args.folder_b, trust_remote_code=True).eval(),
+        side: AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+        for side, folder in folders.items()
     }
-    for model in models.values():
-        timed_generate(model, options, args.seed)  # warm-up
+    special_ids = {
+        side: torch.tensor(AutoTokenizer.from_pretrained(folder, trust_remote_code=True).all_special_ids)
+        for side, folder in folders.items()
+    }
+    for side, model in models.items():
+        timed_generate(model, special_ids[side], options, args.seed)  # warm-up
 
     seconds: dict[str, list[float]] = {"A": [], "B": []}
     tokens: dict[str, int] = {}
     for round_index in range(args.rounds):
         order = ("A", "B") if round_index % 2 == 0 else ("B", "A")
         for side in order:
-            elapsed, new_tokens = timed_generate(models[side], options, args.seed)
+            elapsed, new_tokens = timed_generate(models[side], special_ids[side], options, args.seed)
             seconds[side].append(elapsed)
             tokens[side] = new_tokens
 
     result = {"options": options, "rounds": args.rounds}
-    for side, folder in (("A", args.folder_a), ("B", args.folder_b)):
+    for side, folder in folders.items():
         median = statistics.median(seconds[side])
         result[side] = {
             "folder": folder,
