@@ -21,6 +21,11 @@ class MDLMConfig(XLMBackboneConfig):
             here (`get_noise_schedule`), so it is set once, as `model.sigma_max` in an experiment.
         zero_init_output (`bool`): Whether the output layer starts at zero (uniform predictions), as in DiT/MDLM.
             Ignored when the head is tied to the embeddings.
+        loss_weight_cap (`float`, *optional*): Largest weight of a masked token in the training loss. The NELBO
+            weights each by sigma'(t) / (exp(sigma(t)) - 1), 1/t for the log-linear schedule, so the tokens of rows
+            drawn at small t dominate it. `1.0` weights every masked token equally (the MLM's objective with this
+            model's noise); `None` (default) keeps the NELBO's weights, as xlm-core and the MDLM paper do. Held-out
+            perplexity (`xlm_hf.metrics.text_scoring`) always uses the NELBO's weights.
         prompt_layout (`str`): The layout `generate` gives a plain tokenized prompt: `"seq2seq"`
             (`prompt [BOS] [MASK]...`), `"lm"` (`[BOS] prompt [MASK]...`) or `"none"`. The deprecated `bos_position`
             (`"after_prompt"`, `"before_prompt"`, `"none"`) is read and translated.
@@ -43,6 +48,7 @@ class MDLMConfig(XLMBackboneConfig):
         zero_init_output: bool = True,
         prompt_layout: str | None = None,
         bos_position: str | None = None,
+        loss_weight_cap: float | None = None,
         **kwargs,
     ):
         if not isinstance(noise_schedule, str) or noise_schedule not in NOISE_SCHEDULES:
@@ -51,9 +57,11 @@ class MDLMConfig(XLMBackboneConfig):
             )
         check_number("sigma_max", sigma_max, 0, inclusive=False)
         check_bool("zero_init_output", zero_init_output)
+        check_number("loss_weight_cap", loss_weight_cap, 0, inclusive=False, optional=True)
         self.noise_schedule = noise_schedule
         self.sigma_max = sigma_max
         self.zero_init_output = zero_init_output
+        self.loss_weight_cap = loss_weight_cap
         self.prompt_layout = resolve_prompt_layout(prompt_layout, bos_position, default="seq2seq")
         super().__init__(time_conditioning=time_conditioning, **kwargs)
 

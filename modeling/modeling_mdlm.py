@@ -155,8 +155,8 @@ def mdlm_loss(
     noise_rate: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""The MDLM loss (the diffusion NELBO): the summed cross-entropy of the positions whose input is `[MASK]`,
-    each weighted by sigma'(t) / (exp(sigma(t)) - 1) (= 1/t for the log-linear schedule), and the number of labels
-    (positions whose label is not -100).
+    each weighted by sigma'(t) / (exp(sigma(t)) - 1) (= 1/t for the log-linear schedule; at most
+    `config.loss_weight_cap` when that is set), and the number of labels (positions whose label is not -100).
 
     The count is what the collators' `loss_normalization` decides: labels at every maskable position (`"elbo"`,
     the NELBO per token) or only at the masked ones (`"masked_mean"`, xlm-core's mean over masked tokens). A label
@@ -175,6 +175,9 @@ def mdlm_loss(
         schedule = config.get_noise_schedule()
         noise_rate = schedule.rate(schedule.t_from_sigma(sigma))
     weight = noise_rate.to(logits.device).float() / torch.expm1(sigma)  # sigma'(t) / (e^sigma(t) - 1)
+    loss_weight_cap = getattr(config, "loss_weight_cap", None)  # configs saved before the option have none
+    if loss_weight_cap is not None:
+        weight = weight.clamp(max=loss_weight_cap)
     if weight.dim() == 1:
         weight = weight[:, None]
     masked_labels = labels.masked_fill(input_ids.to(logits.device).ne(config.mask_token_id), -100)

@@ -97,6 +97,35 @@ def test_mdlm_loss_weights_masked_tokens_by_one_over_t(tmp_path, star_tokenizer,
     )
 
 
+@pytest.mark.parametrize("cap", [1.0, 3.0])
+def test_mdlm_loss_weight_cap_bounds_the_one_over_t_weights(tmp_path, star_tokenizer, cap):
+    model, trainer = make_trainer(tmp_path, "mdlm")
+    batch = MDLMCollatorForSeq2Seq(tokenizer=star_tokenizer, input_block_size=6, block_size=6, seed=0)(
+        EXAMPLES
+    )
+    elbo = trainer.compute_loss(model, batch)
+    model.config.loss_weight_cap = cap
+    logits = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], noise_level=batch["total_noise"]
+    ).logits
+    masked = batch["input_ids"].eq(MASK)
+    ce = torch.nn.functional.cross_entropy(logits[masked], batch["labels"][masked], reduction="none")
+    weights = (1 / batch["t"]).clamp(max=cap)[:, None].expand_as(masked)[masked]
+    capped = trainer.compute_loss(model, batch)
+    torch.testing.assert_close(capped, (ce * weights).sum() / (6 * len(EXAMPLES)), rtol=1e-5, atol=1e-6)
+    # every t < 1 has a weight 1/t > 1, so a cap at or below the largest weight lowers the loss
+    assert capped < elbo
+    if cap == 1.0:  # equal weights: the masked tokens' summed cross-entropy over the slot positions
+        torch.testing.assert_close(capped, ce.sum() / (6 * len(EXAMPLES)), rtol=1e-5, atol=1e-6)
+
+
+def test_mdlm_loss_weight_cap_must_be_positive():
+    assert MDLMConfig().loss_weight_cap is None  # the NELBO's weights, as xlm-core
+    for bad in (0.0, -1.0, "1", True):
+        with pytest.raises(ValueError, match="loss_weight_cap"):
+            MDLMConfig(loss_weight_cap=bad)
+
+
 def test_mdlm_trainer_gives_its_collators_the_models_noise_schedule(tmp_path, star_tokenizer):
     torch.manual_seed(0)
     model = MDLMForMaskedDiffusionLM(MDLMConfig(**TINY, time_embedding_dim=16, sigma_max=5.0))

@@ -112,6 +112,14 @@ def test_masked_nll_counts_real_tokens_and_masked_rate_option():
     assert [count for _, count in masked] == [2 * (len(t) + 1) for t in TEXTS]
 
 
+def test_mdlm_bound_keeps_the_nelbo_weights_when_training_caps_them():
+    model, tokenizer = tiny("mdlm")
+    collator = lm_collator("mdlm", tokenizer, loss_on_padding=False)
+    nelbo = sequence_nll(model, "mdlm", TEXTS, collator, num_samples=2, seed=0)
+    model.config.loss_weight_cap = 1.0  # a training option: the bound must not change with it
+    assert sequence_nll(model, "mdlm", TEXTS, collator, num_samples=2, seed=0) == nelbo
+
+
 def _ilm_exact(model, text: list[int]) -> tuple[float, float]:
     """(-log p(x), -ELBO) of an ILM by enumerating every insertion order of a text of distinct tokens."""
     log_paths = []
