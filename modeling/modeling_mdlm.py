@@ -175,9 +175,8 @@ def mdlm_loss(
         schedule = config.get_noise_schedule()
         noise_rate = schedule.rate(schedule.t_from_sigma(sigma))
     weight = noise_rate.to(logits.device).float() / torch.expm1(sigma)  # sigma'(t) / (e^sigma(t) - 1)
-    loss_weight_cap = getattr(config, "loss_weight_cap", None)  # configs saved before the option have none
-    if loss_weight_cap is not None:
-        weight = weight.clamp(max=loss_weight_cap)
+    if config.loss_weight_cap is not None:
+        weight = weight.clamp(max=config.loss_weight_cap)
     if weight.dim() == 1:
         weight = weight[:, None]
     masked_labels = labels.masked_fill(input_ids.to(logits.device).ne(config.mask_token_id), -100)
