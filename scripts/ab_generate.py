@@ -18,7 +18,8 @@ import time
 import torch
 import yaml
 from transformers import AutoModel, AutoTokenizer
-from xlm_hf.modeling.generation_utils import new_token_mask
+
+from xlm_hf.compare import count_new_tokens
 
 
 def timed_generate(model, special_ids: torch.Tensor, options: dict, seed: int) -> tuple[float, int]:
@@ -28,9 +29,7 @@ def timed_generate(model, special_ids: torch.Tensor, options: dict, seed: int) -
     with torch.no_grad():
         output = model.generate(input_ids=None, return_dict_in_generate=True, **options)
     seconds = time.perf_counter() - start
-    sequences = output.sequences if hasattr(output, "sequences") else output
-    new = new_token_mask(output, None) & ~torch.isin(sequences, special_ids)
-    return seconds, int(new.sum())
+    return seconds, count_new_tokens(output, None, special_ids)
 
 
 def main() -> None:

@@ -157,12 +157,20 @@ def speed_prompts(split, limit: int) -> list[str]:
     return [" ".join(text.split()[:8]) for text in split["text"][:limit]]
 
 
+def count_new_tokens(output, input_ids: torch.Tensor | None, special_ids: torch.Tensor) -> int:
+    """How many tokens `generate` wrote, special tokens (padding, `[EOS]`, layout) left out: what a generation
+    speed counts, for every family."""
+    from .modeling.generation_utils import new_token_mask
+
+    sequences = output.sequences if hasattr(output, "sequences") else output
+    return int((new_token_mask(output, input_ids) & ~torch.isin(sequences, special_ids)).sum())
+
+
 def generation_speed(
     model_dir: str | Path, task: str, limit: int, batch_size: int, cache_dir: str | None = None
 ) -> float:
     """New (non-special) tokens per second of `generate` on the first test prompts, after one warm-up batch."""
     from .export import load_model_and_tokenizer
-    from .modeling.generation_utils import new_token_mask
     from .tasks import load_task
 
     model, tokenizer, _, _ = load_model_and_tokenizer(model_dir)
@@ -186,9 +194,7 @@ def generation_speed(
             elapsed = time.perf_counter() - start
             if index == 0:
                 continue
-            sequences = output.sequences if hasattr(output, "sequences") else output
-            new = new_token_mask(output, encoded["input_ids"]) & ~torch.isin(sequences, special)
-            tokens += int(new.sum())
+            tokens += count_new_tokens(output, encoded["input_ids"], special)
             seconds += elapsed
     return tokens / seconds if seconds > 0 else 0.0
 
