@@ -14,6 +14,7 @@ import unittest
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
+from transformers.testing_utils import torch_device
 from transformers_sdist import load_common_tests
 from xlm_hf.modeling.configuration_arlm import ARLMConfig
 from xlm_hf.modeling.configuration_ilm import ILMConfig
@@ -47,7 +48,8 @@ class XLMModelTester:
     """Tiny config and inputs for one family; subclasses set the classes and lay out the inputs.
 
     Row `b` of every batch is left-padded by `b % 3` tokens, so each test runs on padded inputs as generation and
-    evaluation give them.
+    evaluation give them. Every input lives on `torch_device` (the GPU where there is one), where the mixin puts
+    the models.
     """
 
     config_class = None
@@ -94,11 +96,13 @@ class XLMModelTester:
         return ids_tensor([length], self.vocab_size - NUM_SPECIAL).add(NUM_SPECIAL).tolist()
 
     def prepare_config_and_inputs(self):
-        input_ids = torch.full((self.batch_size, self.seq_length), PAD, dtype=torch.long)
+        input_ids = torch.full((self.batch_size, self.seq_length), PAD, dtype=torch.long, device=torch_device)
         attention_mask = torch.zeros_like(input_ids)
         for row in range(self.batch_size):
             padding = row % 3
-            input_ids[row, padding:] = torch.tensor(self.real_tokens(self.seq_length - padding))
+            input_ids[row, padding:] = torch.tensor(
+                self.real_tokens(self.seq_length - padding), device=torch_device
+            )
             attention_mask[row, padding:] = 1
         return self.get_config(), input_ids, attention_mask
 
@@ -138,7 +142,7 @@ class MLMModelTester(XLMModelTester):
 
     def prepare_labels(self, inputs):
         # deterministic, so that two calls (e.g. tuple and dict outputs compared) get the same labels
-        columns = torch.arange(self.seq_length).expand_as(inputs["input_ids"])
+        columns = torch.arange(self.seq_length, device=torch_device).expand_as(inputs["input_ids"])
         clean = columns % (self.vocab_size - NUM_SPECIAL) + NUM_SPECIAL
         return {"labels": clean.masked_fill(inputs["input_ids"].ne(MASK), -100)}
 
@@ -149,7 +153,7 @@ class MDLMModelTester(MLMModelTester):
     config_overrides = {"zero_init_output": False, "time_embedding_dim": 16}
 
     def extra_inputs(self):
-        return {"noise_level": torch.linspace(0.5, 3.0, self.batch_size)}
+        return {"noise_level": torch.linspace(0.5, 3.0, self.batch_size, device=torch_device)}
 
 
 class MDLMWithNeighborWindowModelTester(MDLMModelTester):
@@ -164,8 +168,8 @@ class ILMModelTester(XLMModelTester):
 
     def prepare_labels(self, inputs):
         # one deleted token in the gap after the last column of each row (none in the last row: "stop")
-        target_positions = torch.full((self.batch_size, 1), self.seq_length - 1)
-        target_tokens = torch.arange(self.batch_size)[:, None] + NUM_SPECIAL
+        target_positions = torch.full((self.batch_size, 1), self.seq_length - 1, device=torch_device)
+        target_tokens = torch.arange(self.batch_size, device=torch_device)[:, None] + NUM_SPECIAL
         target_positions[-1], target_tokens[-1] = -100, -100
         return {
             "target_positions": target_positions,
