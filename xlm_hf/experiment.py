@@ -90,6 +90,8 @@ class DataArguments:
     max_eval_samples: int | None = None
     tokenizer: str | None = None  # text tasks: `bpe[:<vocab size>]` or a pretrained tokenizer's path / Hub id
     packing: str | None = None  # text tasks: `blocks` (packed, as run_clm) or `pad` (one document per row)
+    # prompt/target tasks: other tasks' train examples mixed in, {task: share of the training set}
+    train_mixture: dict[str, float] | None = None
 
 
 class ExperimentError(ValueError):

@@ -29,7 +29,7 @@ from .families import Family, get_family
 from .hub import push_after_training, take_push_settings
 from .metrics.text_eval import TEXT_EVAL_KINDS, text_eval_task_parts
 from .model_card import MAX_WIDGET_EXAMPLES, example_rows, write_model_card
-from .tasks import TextTask, get_task, load_task, resolve_task
+from .tasks import TextTask, get_task, load_task, mix_in_tasks, resolve_task
 from .trainer import EvalTask, TrainingInterrupted, find_checkpoint
 
 DEBUG_MODES = ("overfit", "small_data")
@@ -256,6 +256,18 @@ def train(experiment: dict[str, Any], callbacks: list | None = None) -> dict[str
     train_dataset = splits[data_args.train_split]
     if data_args.max_train_samples is not None:
         train_dataset = train_dataset.select(range(min(data_args.max_train_samples, len(train_dataset))))
+    if data_args.train_mixture is not None:
+        with args.main_process_first(desc="preparing data.train_mixture"):
+            train_dataset = mix_in_tasks(
+                train_dataset,
+                task,
+                tokenizer,
+                data_args.train_mixture,
+                input_block_size,
+                block_size,
+                cache_dir=data_args.cache_dir,
+                seed=args.seed,
+            )
     if experiment.get("debug") == "overfit":
         splits = {"validation": train_dataset, "test": train_dataset}
 

@@ -11,7 +11,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_from_disk
+import numpy as np
+from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 from transformers import PreTrainedTokenizerBase
 
 from ..tokenization import build_number_tokenizer
@@ -162,8 +163,76 @@ def tokenize_seq2seq(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Da
     return dataset.map(encode, batched=True, desc="Tokenizing")
 
 
+def mix_in_tasks(
+    train_dataset: Dataset,
+    task: "TaskInfo | TextTask",
+    tokenizer: PreTrainedTokenizerBase,
+    mixture: dict[str, float],
+    input_block_size: int,
+    block_size: int,
+    cache_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """The tokenized `train_dataset` with other tasks' training examples mixed in (`data.train_mixture`).
+
+    `mixture` maps a task to its share of the result: `{"star_medium": 0.5}` makes half of the training examples
+    star_medium's (drawn without replacement while they last). They are tokenized with this task's tokenizer, so
+    their tokens must be in its vocabulary and their rows must fit its blocks; the Trainer shuffles the result.
+    Evaluation stays on this task's own splits.
+    """
+    if isinstance(task, TextTask):
+        raise ValueError("data.train_mixture mixes prompt/target tasks; a text task cannot take one.")
+    if not isinstance(mixture, dict) or not mixture:
+        raise ValueError(
+            f"data.train_mixture must map task names to shares, e.g. {{star_medium: 0.5}}; got {mixture!r}."
+        )
+    for name, share in mixture.items():
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+            raise ValueError(
+                f"data.train_mixture[{name!r}] must be a share between 0 and 1 (exclusive), got {share!r}."
+            )
+        if name == task.name:
+            raise ValueError(f"data.train_mixture names the experiment's own task {name!r}.")
+        if is_text_task(name):
+            raise ValueError(f"data.train_mixture: {name!r} is a text task; mix in prompt/target tasks only.")
+        get_task(name)  # an unknown name: the error lists the known tasks
+    own_share = 1 - sum(mixture.values())
+    if own_share <= 0:
+        raise ValueError(
+            f"data.train_mixture's shares add up to {1 - own_share:g}: they must leave a share for {task.name} itself."
+        )
+
+    rng = np.random.default_rng(seed)
+    parts = [train_dataset]
+    for name, share in mixture.items():
+        other = tokenize_seq2seq(load_task(name, cache_dir)["train"], tokenizer)
+        missing = [column for column in train_dataset.column_names if column not in other.column_names]
+        if missing:
+            raise ValueError(
+                f"data.train_mixture: {name}'s rows have no {missing} column(s), which {task.name}'s have."
+            )
+        for row, (prompt_ids, target_ids) in enumerate(zip(other["prompt_ids"], other["target_ids"])):
+            if tokenizer.unk_token_id in prompt_ids or tokenizer.unk_token_id in target_ids:
+                raise ValueError(
+                    f"data.train_mixture: {name}'s train row {row} has tokens outside {task.name}'s vocabulary "
+                    f"({other[row]['prompt']!r} -> {other[row]['target']!r}); mix in a task whose tokens it knows."
+                )
+            if len(prompt_ids) > input_block_size or len(target_ids) > block_size:
+                raise ValueError(
+                    f"data.train_mixture: {name}'s train row {row} ({len(prompt_ids)} prompt and {len(target_ids)} "
+                    f"target tokens) does not fit {task.name}'s blocks ({input_block_size} and {block_size})."
+                )
+        count = round(share / own_share * len(train_dataset))
+        # every example once before any twice, in a random order
+        repeats = -(-count // len(other))
+        indices = np.concatenate([rng.permutation(len(other)) for _ in range(repeats)])[:count]
+        parts.append(other.select(indices).select_columns(train_dataset.column_names))
+    return concatenate_datasets(parts)
+
+
 __all__ = [
     "TASKS",
+    "mix_in_tasks",
     "TaskInfo",
     "TextTask",
     "get_task",
