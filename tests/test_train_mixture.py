@@ -94,3 +94,16 @@ def test_the_experiment_key_reaches_the_data_arguments():
     experiment = load_experiment("star_hard_ilm", ["data.train_mixture={star_medium: 0.5}"])
     assert data_arguments(experiment).train_mixture == {"star_medium": 0.5}
     assert data_arguments(load_experiment("star_hard_ilm")).train_mixture is None
+
+
+def test_a_small_task_is_repeated_evenly_and_a_tiny_share_adds_nothing(monkeypatch):
+    rows = [{"prompt": "1 2", "target": "1 2"}, {"prompt": "3 4", "target": "3 4"}]
+    monkeypatch.setattr(tasks, "load_task", lambda *a, **k: fake_task_splits(rows))
+    task = get_task("star_medium")
+    tokenizer = task.build_tokenizer()
+    train = tokenize_seq2seq(Dataset.from_dict({"prompt": ["5 6"] * 4, "target": ["5 6"] * 4}), tokenizer)
+
+    mixed = mix_in_tasks(train, task, tokenizer, {"star_easy": 0.6}, 36, 16)
+    extra = list(mixed["prompt"])[4:]
+    assert len(extra) == 6 and extra.count("1 2") == extra.count("3 4") == 3  # each row once before any twice
+    assert len(mix_in_tasks(train, task, tokenizer, {"star_easy": 0.01}, 36, 16)) == 4

@@ -224,7 +224,7 @@ def mix_in_tasks(
                 )
         count = round(share / own_share * len(train_dataset))
         # every example once before any twice, in a random order
-        repeats = -(-count // len(other))
+        repeats = max(1, -(-count // len(other)))
         indices = np.concatenate([rng.permutation(len(other)) for _ in range(repeats)])[:count]
         parts.append(other.select(indices).select_columns(train_dataset.column_names))
     return concatenate_datasets(parts)
