@@ -144,3 +144,15 @@ def test_bad_defaults_are_clear_errors(tmp_path, files, message):
         (tmp_path / name).write_text(text)
     with pytest.raises(ExperimentError, match=message):
         load_experiment(str(tmp_path / "mine.yaml"))
+
+
+def test_a_dict_valued_training_argument_is_accepted_after_hf_argument_parser_ran():
+    # HfArgumentParser rewrites TrainingArguments' field types in place (`dict | str | None` -> `str`); the
+    # experiment check must read the declared hints, whatever ran before it in the process
+    from transformers import HfArgumentParser, TrainingArguments
+
+    HfArgumentParser(TrainingArguments)
+    experiment = load_experiment("star_hard_ilm")
+    assert experiment["training"]["lr_scheduler_kwargs"] == {"num_decay_steps": 2500}
+    with pytest.raises(ValueError, match=r"training.lr_scheduler_kwargs must be"):
+        load_experiment("star_hard_ilm", ["training.lr_scheduler_kwargs=7"])

@@ -332,7 +332,11 @@ def validate_experiment(experiment: dict[str, Any]) -> None:
     _check_keys("collator", experiment["collator"], collator_keys)
     _check_types("collator", experiment["collator"], _dataclass_types(collator_class))
     _check_keys("training", experiment["training"], {f.name for f in dataclasses.fields(TrainingArguments)})
-    training_types = {f.name: f.type for f in dataclasses.fields(TrainingArguments)}
+    # The declared hints: `HfArgumentParser(TrainingArguments)` (scripts/finetune.py, any HF script in the same
+    # process) rewrites `Field.type` in place, e.g. `lr_scheduler_kwargs: dict | str | None` becomes `str`.
+    training_types = _dataclass_types(TrainingArguments) or {
+        f.name: f.type for f in dataclasses.fields(TrainingArguments)
+    }
     training_types["resume_from_checkpoint"] = str | bool | None  # `true` resumes from the latest checkpoint
     _check_types("training", experiment["training"], training_types)
     for field in POSITIVE_TRAINING_FIELDS:
