@@ -22,6 +22,7 @@ import sys
 import time
 
 import torch
+from accelerate.utils import send_to_device
 from transformers import set_seed
 
 from xlm_hf.experiment import data_arguments
@@ -73,10 +74,6 @@ def peak_memory_mib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
 
 
 def main() -> int:
@@ -140,7 +137,7 @@ def main() -> int:
     batch_size = train_args.per_device_train_batch_size
     optimizer = trainer.create_optimizer()  # the one training uses (`training.optim`; fused AdamW by default)
     batches = [
-        to_device(collator([train_split[i] for i in range(s, s + batch_size)]), device)
+        send_to_device(collator([train_split[i] for i in range(s, s + batch_size)]), device)
         for s in range(0, 4096 - batch_size, batch_size)
     ]
     model.train()
@@ -186,7 +183,7 @@ def main() -> int:
         for i in range(args.generation_batch_size * args.generation_batches)
     ]
     pred_batches = [
-        to_device(task.collator(rows[i : i + args.generation_batch_size]), device)
+        send_to_device(task.collator(rows[i : i + args.generation_batch_size]), device)
         for i in range(0, len(rows), args.generation_batch_size)
     ]
     settings = {"default": {}}
