@@ -217,6 +217,8 @@ def mix_in_tasks(
                     f"data.train_mixture: {name}'s train row {row} has tokens outside {task.name}'s vocabulary "
                     f"({other[row]['prompt']!r} -> {other[row]['target']!r}); mix in a task whose tokens it knows."
                 )
+            # checked here, before training: the collators cut a target to its block without a word (right for
+            # the experiment's own task, whose blocks are sized for it) and check a prompt only per batch
             if len(prompt_ids) > input_block_size or len(target_ids) > block_size:
                 raise ValueError(
                     f"data.train_mixture: {name}'s train row {row} ({len(prompt_ids)} prompt and {len(target_ids)} "
