@@ -119,6 +119,27 @@ def test_mdlm_loss_weight_cap_bounds_the_one_over_t_weights(tmp_path, star_token
         torch.testing.assert_close(capped, ce.sum() / (6 * len(EXAMPLES)), rtol=1e-5, atol=1e-6)
 
 
+def test_mdlm_with_cap_one_and_masked_mean_trains_as_the_mlm(tmp_path, star_tokenizer):
+    # docs/benchmarks.md (sudoku): this MDLM and the MLM differ only in how they draw t, so one batch gives both
+    # the same loss and the same gradients
+    mlm, mlm_trainer = make_trainer(tmp_path, "mlm")
+    _, mdlm_trainer = make_trainer(tmp_path, "mdlm")
+    # as the recipes have it: without time conditioning the two models have the same weights
+    mdlm = MDLMForMaskedDiffusionLM(MDLMConfig(**TINY, time_conditioning=False, loss_weight_cap=1.0))
+    mdlm.load_state_dict(mlm.state_dict())
+    batch = MDLMCollatorForSeq2Seq(
+        tokenizer=star_tokenizer, input_block_size=6, block_size=6, seed=0, loss_normalization="masked_mean"
+    )(EXAMPLES)
+    assert batch["t"].lt(1).all() and batch["input_ids"].eq(MASK).any()  # every uncapped weight 1/t > 1
+    mlm_loss = mlm_trainer.compute_loss(mlm, {k: batch[k] for k in ("input_ids", "attention_mask", "labels")})
+    mdlm_loss = mdlm_trainer.compute_loss(mdlm, batch)
+    torch.testing.assert_close(mdlm_loss, mlm_loss, rtol=1e-5, atol=1e-6)
+    mlm_loss.backward()
+    mdlm_loss.backward()
+    for name, parameter in mlm.named_parameters():
+        torch.testing.assert_close(mdlm.get_parameter(name).grad, parameter.grad, rtol=1e-4, atol=1e-6)
+
+
 def test_mdlm_loss_weight_cap_must_be_positive():
     assert MDLMConfig().loss_weight_cap is None  # the NELBO's weights, as xlm-core
     for bad in (0.0, -1.0, "1", True):
