@@ -1,13 +1,15 @@
 """`data.train_mixture`: other prompt/target tasks' training examples mixed into an experiment's training set, with
 one clear error for every mixture that cannot work (unknown task, bad share, tokens outside the vocabulary, rows
-longer than the blocks)."""
+longer than the blocks); `data.train_mixture_steps`: the mixture in the first steps only (a curriculum)."""
 
 import pytest
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, concatenate_datasets
 
 import xlm_hf.tasks as tasks
-from xlm_hf.experiment import data_arguments, load_experiment
-from xlm_hf.tasks import get_task, load_task, mix_in_tasks, tokenize_seq2seq
+from xlm_hf import jobs
+from xlm_hf.experiment import ExperimentError, data_arguments, load_experiment
+from xlm_hf.families import get_family
+from xlm_hf.tasks import get_task, load_task, mix_in_tasks, mixture_then_task, tokenize_seq2seq
 
 
 def star_medium_train(rows: int):
@@ -107,3 +109,95 @@ def test_a_small_task_is_repeated_evenly_and_a_tiny_share_adds_nothing(monkeypat
     extra = list(mixed["prompt"])[4:]
     assert len(extra) == 6 and extra.count("1 2") == extra.count("3 4") == 3  # each row once before any twice
     assert len(mix_in_tasks(train, task, tokenizer, {"star_easy": 0.01}, 36, 16)) == 4
+
+
+def test_a_curriculum_puts_the_mixture_first_and_the_task_alone_after_it():
+    own = Dataset.from_dict({"prompt": [f"own {i}" for i in range(10)]})
+    mixed = concatenate_datasets([own, Dataset.from_dict({"prompt": [f"other {i}" for i in range(10)]})])
+
+    ordered = mixture_then_task(mixed, own, mixed_examples=30, own_examples=25, seed=5)
+
+    prompts = list(ordered["prompt"])
+    assert len(prompts) == 55
+    first, then = prompts[:30], prompts[30:]
+    # the mixed part: all 20 rows once, then 10 of them a second time
+    assert set(first[:20]) == set(mixed["prompt"]) and len(set(first[20:])) == 10
+    assert any(p.startswith("other") for p in first[:20]) and any(p.startswith("own") for p in first[:20])
+    # the task alone: its 10 rows twice, then 5 of them
+    assert all(p.startswith("own") for p in then)
+    assert set(then[:10]) == set(then[10:20]) == set(own["prompt"])
+    assert first != sorted(first)  # shuffled
+    assert list(mixture_then_task(mixed, own, 30, 25, seed=5)["prompt"]) == prompts
+    assert list(mixture_then_task(mixed, own, 30, 25, seed=6)["prompt"]) != prompts
+    with pytest.raises(ValueError, match="needs examples in both parts"):
+        mixture_then_task(mixed, own, 30, 0)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.train_mixture_steps=100"], "set data.train_mixture too"),
+        (
+            ["data.train_mixture={star_medium: 0.5}", "data.train_mixture_steps=0"],
+            "must be a positive number of steps, got 0",
+        ),
+        (
+            ["data.train_mixture={star_medium: 0.5}", "data.train_mixture_steps=11000"],
+            r"needs training.max_steps above it \(got 11000\)",
+        ),
+        (
+            [
+                "data.train_mixture={star_medium: 0.5}",
+                "data.train_mixture_steps=3000",
+                "training.train_sampling_strategy=random",
+            ],
+            "would shuffle it",
+        ),
+    ],
+)
+def test_a_curriculum_that_cannot_work_is_refused_when_the_experiment_loads(overrides, message):
+    with pytest.raises(ExperimentError, match=message):
+        load_experiment("star_hard_ilm", overrides)
+
+
+def test_training_reads_the_mixture_in_the_first_steps_only(data_dir, tmp_path, monkeypatch):
+    """star_medium ILM with star_easy's graphs mixed into its first 2 of 5 steps: the batches the collator gets."""
+    experiment = load_experiment(
+        "star_medium_ilm",
+        [
+            "model.hidden_size=32",
+            "model.num_hidden_layers=1",
+            "model.num_attention_heads=2",
+            "model.intermediate_size=64",
+            "data.max_train_samples=40",
+            "data.train_mixture={star_easy: 0.5}",
+            "data.train_mixture_steps=2",
+            "training.per_device_train_batch_size=6",
+            "training.max_steps=5",
+            "training.eval_strategy=no",
+            "training.disable_tqdm=true",
+            f"training.output_dir={tmp_path / 'run'}",
+        ],
+    )
+    experiment["eval_tasks"] = {}
+    assert jobs.training_arguments(experiment).train_sampling_strategy == "sequential"
+    collator_class = get_family("ilm").collators["seq2seq"]
+    batches = []
+    original_call = collator_class.__call__
+
+    def recording_call(self, features):
+        batches.append([feature["prompt"] for feature in features])
+        return original_call(self, features)
+
+    monkeypatch.setattr(collator_class, "__call__", recording_call)
+    jobs.train(experiment)
+
+    easy_prompts = set(load_task("star_easy")["train"]["prompt"])
+    medium_prompts = set(load_task("star_medium")["train"].select(range(40))["prompt"])
+    assert [len(batch) for batch in batches] == [6] * 5
+    mixture_steps = [prompt for batch in batches[:2] for prompt in batch]
+    assert set(mixture_steps) <= easy_prompts | medium_prompts
+    assert (
+        set(mixture_steps) & easy_prompts
+    )  # the seed draws 6 of star_easy's graphs into the first 12 examples
+    assert {prompt for batch in batches[2:] for prompt in batch} <= medium_prompts

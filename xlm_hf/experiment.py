@@ -92,6 +92,8 @@ class DataArguments:
     packing: str | None = None  # text tasks: `blocks` (packed, as run_clm) or `pad` (one document per row)
     # prompt/target tasks: other tasks' train examples mixed in, {task: share of the training set}
     train_mixture: dict[str, float] | None = None
+    # a curriculum: the mixture only for the first N optimizer steps, then the task's own examples alone
+    train_mixture_steps: int | None = None
 
 
 class ExperimentError(ValueError):
@@ -343,6 +345,7 @@ def validate_experiment(experiment: dict[str, Any]) -> None:
         value = experiment["training"].get(field)
         if value is not None and value < 1:
             raise ExperimentError(f"training.{field} must be at least 1, got {value}.")
+    _check_train_mixture_steps(experiment["data"], experiment["training"])
     generation_class = getattr(family.model_class, "generation_config_class", None) or GenerationConfig
     _check_keys(
         "generation", experiment["generation"], set(generation_class().to_dict()) - {"transformers_version"}
@@ -373,6 +376,35 @@ def validate_experiment(experiment: dict[str, Any]) -> None:
             check_ema_section(experiment["ema"])
         except ValueError as error:
             raise ExperimentError(str(error)) from None
+
+
+def _check_train_mixture_steps(data: dict[str, Any], training: dict[str, Any]) -> None:
+    """`data.train_mixture_steps` trains on the mixture first and on the task alone after it: it needs a mixture, a
+    schedule in steps that outlasts it, and the Trainer reading the training set in the order built for it."""
+    mixture_steps = data.get("train_mixture_steps")
+    if mixture_steps is None:
+        return
+    if mixture_steps < 1:
+        raise ExperimentError(
+            f"data.train_mixture_steps must be a positive number of steps, got {mixture_steps}."
+        )
+    if not data.get("train_mixture"):
+        raise ExperimentError(
+            "data.train_mixture_steps limits data.train_mixture to the first steps, but the experiment mixes nothing "
+            "in: set data.train_mixture too (e.g. {star_medium: 0.5})."
+        )
+    max_steps = training.get("max_steps", -1)
+    if max_steps <= mixture_steps:
+        raise ExperimentError(
+            f"data.train_mixture_steps={mixture_steps} needs training.max_steps above it (got {max_steps}): the "
+            "steps after the mixture train on the task alone."
+        )
+    sampling = training.get("train_sampling_strategy", "sequential")
+    if sampling != "sequential":
+        raise ExperimentError(
+            f"data.train_mixture_steps orders the training set (the mixture first), so the Trainer must read it in "
+            f"order; training.train_sampling_strategy={sampling!r} would shuffle it. Remove that setting."
+        )
 
 
 def _move_collator_options_to_model(experiment: dict[str, Any], collator_class: type) -> None:

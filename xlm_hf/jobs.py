@@ -29,7 +29,7 @@ from .families import Family, get_family
 from .hub import push_after_training, take_push_settings
 from .metrics.text_eval import TEXT_EVAL_KINDS, text_eval_task_parts
 from .model_card import MAX_WIDGET_EXAMPLES, example_rows, write_model_card
-from .tasks import TextTask, get_task, load_task, mix_in_tasks, resolve_task
+from .tasks import TextTask, get_task, load_task, mix_in_tasks, mixture_then_task, resolve_task
 from .trainer import EvalTask, TrainingInterrupted, find_checkpoint
 
 DEBUG_MODES = ("overfit", "small_data")
@@ -208,6 +208,9 @@ def training_arguments(experiment: dict[str, Any]) -> TrainingArguments:
     options["remove_unused_columns"] = False
     options.setdefault("label_names", ["labels"])
     options.setdefault("dataloader_pin_memory", torch.cuda.is_available())
+    if experiment.get("data", {}).get("train_mixture_steps") is not None:
+        # the curriculum's training set is built in the order it is to be trained (mixture_then_task)
+        options["train_sampling_strategy"] = "sequential"
     if not experiment.get("eval_tasks") and options.get("eval_strategy", "no") != "no":
         experiment["eval_tasks"] = dict(DEFAULT_EVAL_TASKS)
     check_launch(options)
@@ -258,7 +261,7 @@ def train(experiment: dict[str, Any], callbacks: list | None = None) -> dict[str
         train_dataset = train_dataset.select(range(min(data_args.max_train_samples, len(train_dataset))))
     if data_args.train_mixture is not None:
         with args.main_process_first(desc="preparing data.train_mixture"):
-            train_dataset = mix_in_tasks(
+            mixed_dataset = mix_in_tasks(
                 train_dataset,
                 task,
                 tokenizer,
@@ -268,6 +271,19 @@ def train(experiment: dict[str, Any], callbacks: list | None = None) -> dict[str
                 cache_dir=data_args.cache_dir,
                 seed=args.seed,
             )
+            if data_args.train_mixture_steps is None:
+                train_dataset = mixed_dataset
+            else:
+                # a curriculum: the mixture for the first steps, then the task alone, read in this order; every
+                # process takes its share of each optimizer step's examples from it
+                examples_per_step = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+                train_dataset = mixture_then_task(
+                    mixed_dataset,
+                    train_dataset,
+                    data_args.train_mixture_steps * examples_per_step,
+                    (args.max_steps - data_args.train_mixture_steps) * examples_per_step,
+                    seed=args.seed,
+                )
     if experiment.get("debug") == "overfit":
         splits = {"validation": train_dataset, "test": train_dataset}
 

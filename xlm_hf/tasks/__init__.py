@@ -225,16 +225,39 @@ def mix_in_tasks(
                     f"target tokens) does not fit {task.name}'s blocks ({input_block_size} and {block_size})."
                 )
         count = round(share / own_share * len(train_dataset))
-        # every example once before any twice, in a random order
-        repeats = max(1, -(-count // len(other)))
-        indices = np.concatenate([rng.permutation(len(other)) for _ in range(repeats)])[:count]
+        indices = draw_in_random_order(rng, len(other), count)
         parts.append(other.select(indices).select_columns(train_dataset.column_names))
     return concatenate_datasets(parts)
+
+
+def draw_in_random_order(rng: np.random.Generator, size: int, count: int) -> np.ndarray:
+    """`count` indices into `size` rows in a random order, every row once before any twice."""
+    repeats = max(1, -(-count // size))
+    return np.concatenate([rng.permutation(size) for _ in range(repeats)])[:count]
+
+
+def mixture_then_task(
+    mixed_dataset: Dataset, train_dataset: Dataset, mixed_examples: int, own_examples: int, seed: int = 0
+) -> Dataset:
+    """A curriculum's training set, in the order it is trained (`data.train_mixture_steps`): first `mixed_examples`
+    drawn from `mixed_dataset` (the task with the others mixed in, from `mix_in_tasks`), then `own_examples` of the
+    task's own `train_dataset`. Each part is shuffled with `seed`, every row of a part used once before any twice;
+    the Trainer must read the result in order (`train_sampling_strategy="sequential"`).
+    """
+    if mixed_examples < 1 or own_examples < 1:
+        raise ValueError(
+            f"A curriculum needs examples in both parts, got {mixed_examples} mixed and {own_examples} of the task's own."
+        )
+    rng = np.random.default_rng(seed)
+    first = mixed_dataset.select(draw_in_random_order(rng, len(mixed_dataset), mixed_examples))
+    then = train_dataset.select(draw_in_random_order(rng, len(train_dataset), own_examples))
+    return concatenate_datasets([first, then])
 
 
 __all__ = [
     "TASKS",
     "mix_in_tasks",
+    "mixture_then_task",
     "TaskInfo",
     "TextTask",
     "get_task",
