@@ -92,7 +92,9 @@ def test_compare_trains_evaluates_and_tabulates_two_families(tmp_path, data_dir,
         assert row["schedule_steps"] == 100000
         assert row["train_cpu_seconds"] >= BUDGET_MINUTES * 60  # stopped only once the budget was spent
         assert 0.0 <= row["exact_match"] <= 1.0 and 0.0 <= row["token_accuracy"] <= 1.0
-        assert row["test_examples"] == 16 and row["generation_tokens_per_second"] > 0
+        # a model the budget stopped after a few dozen steps may write only special tokens, which the speed does not
+        # count: 0 is then the right speed (seen on a loaded machine)
+        assert row["test_examples"] == 16 and row["generation_tokens_per_second"] >= 0.0
         assert (out / "runs" / f"{row['family']}-seed42" / "model.safetensors").is_file()
         assert (
             json.loads((out / "runs" / f"{row['family']}-seed42" / "results.json").read_text())["split"]
