@@ -275,6 +275,12 @@ class XLMTimestepEmbedding(nn.Module):
         return self.act(self.linear_2(self.act(self.linear_1(features))))
 
 
+class XLMAdaLNModulation(nn.Linear):
+    """adaLN's projection of the noise-level embedding to shifts, scales (and gates). Its own class so that
+    `_init_weights` can zero it: transformers initialises a module of custom code only when the module holds
+    parameters itself, so a rule keyed on the block or the model around it would never run."""
+
+
 def modulate(hidden_states: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """adaLN; `shift`/`scale` are `(batch, 1, hidden)` (one noise level per row) or `(batch, length, hidden)`."""
     return hidden_states * (1 + scale) + shift
@@ -295,7 +301,7 @@ class XLMBlock(GradientCheckpointingLayer):
         self.mlp = XLMMLP(config)
         self.dropout = nn.Dropout(config.hidden_dropout)
         self.adaln_modulation = (
-            nn.Linear(config.time_embedding_dim, 6 * config.hidden_size, bias=True)
+            XLMAdaLNModulation(config.time_embedding_dim, 6 * config.hidden_size, bias=True)
             if config.time_conditioning
             else None
         )
@@ -506,12 +512,9 @@ class XLMPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         # adaLN starts as the identity: zero shift, zero scale, zero gate (DiT).
-        if isinstance(module, XLMBlock) and module.adaln_modulation is not None:
-            init.zeros_(module.adaln_modulation.weight)
-            init.zeros_(module.adaln_modulation.bias)
-        if isinstance(module, XLMModel) and module.final_adaln_modulation is not None:
-            init.zeros_(module.final_adaln_modulation.weight)
-            init.zeros_(module.final_adaln_modulation.bias)
+        if isinstance(module, XLMAdaLNModulation):
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
 
 
 class XLMModel(XLMPreTrainedModel):
@@ -555,7 +558,7 @@ class XLMModel(XLMPreTrainedModel):
         if config.time_conditioning:
             # Final adaLN (shift, scale) replaces the final LayerNorm's affine parameters.
             self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, elementwise_affine=False)
-            self.final_adaln_modulation = nn.Linear(
+            self.final_adaln_modulation = XLMAdaLNModulation(
                 config.time_embedding_dim, 2 * config.hidden_size, bias=True
             )
         else:

@@ -87,6 +87,17 @@ def test_output_layer_starts_at_zero_and_adaln_at_identity():
     assert torch.all(logits == 0)
     no_zero = MDLMForMaskedDiffusionLM(MDLMConfig(**TINY, zero_init_output=False))
     assert float(no_zero.lm_head.weight.detach().abs().sum()) > 0
+    # adaLN is the identity at the start (DiT): zero shifts, scales and gates, so the noise level changes nothing
+    # until training moves them (transformers skips `_init_weights` for custom modules without own parameters;
+    # this failed while the rule was keyed on the block)
+    adaln = [
+        *(layer.adaln_modulation for layer in no_zero.model.layers),
+        no_zero.model.final_adaln_modulation,
+    ]
+    assert all(float(m.weight.abs().sum()) == 0.0 and float(m.bias.abs().sum()) == 0.0 for m in adaln)
+    low = no_zero(input_ids=ids, noise_level=torch.tensor([0.5])).logits
+    high = no_zero(input_ids=ids, noise_level=torch.tensor([5.0])).logits
+    assert torch.equal(low, high) and float(low.abs().sum()) > 0
 
 
 def test_time_conditioning_changes_logits_and_can_be_switched_off():
