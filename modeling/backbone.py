@@ -515,6 +515,13 @@ class XLMPreTrainedModel(PreTrainedModel):
         if isinstance(module, XLMAdaLNModulation):
             init.zeros_(module.weight)
             init.zeros_(module.bias)
+        if self.config.tie_query_key_init and isinstance(module, nn.Linear):
+            # Keyed on the linear layer (its attention block holds no parameters of its own, so transformers would
+            # skip a rule keyed on it); q_proj comes first in the block, so it is initialised by now. init.copy_
+            # leaves a key projection loaded from a checkpoint as it is.
+            for attention in self.modules():
+                if isinstance(attention, XLMAttention) and attention.k_proj is module:
+                    init.copy_(module.weight, attention.q_proj.weight)
 
 
 class XLMModel(XLMPreTrainedModel):

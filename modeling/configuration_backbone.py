@@ -115,6 +115,11 @@ class XLMBackboneConfig(PreTrainedConfig):
         time_conditioning (`bool`): Whether blocks are modulated by a noise level (DiT-style adaLN, zero-initialised).
         time_embedding_dim (`int`): Width of the noise-level embedding used by adaLN.
         initializer_range (`float`): Standard deviation of the normal initialisation of linear and embedding weights.
+        tie_query_key_init (`bool`): Whether each layer's key projection starts as a copy of its query projection
+            (they train apart from there). A token's query then matches its own key best, so at initialisation
+            attention already leans toward positions that hold the same token: the look-up a star-graph path needs
+            ("the edge whose first node is the node just written"). Off by default; the star_hard ILM recipe turns
+            it on (docs/benchmarks.md).
         pad_token_id, bos_token_id, eos_token_id, mask_token_id, cls_token_id, sep_token_id (`int`, *optional*):
             Ids of the special tokens; the families use them to lay out inputs during generation.
     """
@@ -142,6 +147,7 @@ class XLMBackboneConfig(PreTrainedConfig):
         time_conditioning: bool = False,
         time_embedding_dim: int = 128,
         initializer_range: float = 0.02,
+        tie_query_key_init: bool = False,
         pad_token_id: int | None = 0,
         bos_token_id: int | None = 4,
         eos_token_id: int | None = 3,
@@ -172,6 +178,7 @@ class XLMBackboneConfig(PreTrainedConfig):
             ("final_layer_norm", final_layer_norm),
             ("tie_word_embeddings", tie_word_embeddings),
             ("time_conditioning", time_conditioning),
+            ("tie_query_key_init", tie_query_key_init),
         ):
             check_bool(name, flag)
         if hidden_size % num_attention_heads != 0:
@@ -217,6 +224,7 @@ class XLMBackboneConfig(PreTrainedConfig):
         self.time_conditioning = time_conditioning
         self.time_embedding_dim = time_embedding_dim
         self.initializer_range = initializer_range
+        self.tie_query_key_init = tie_query_key_init
         self.mask_token_id = mask_token_id
         self.cls_token_id = cls_token_id
         self.sep_token_id = sep_token_id
