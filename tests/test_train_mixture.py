@@ -142,8 +142,12 @@ def test_a_curriculum_puts_the_mixture_first_and_the_task_alone_after_it():
             "must be a positive number of steps, got 0",
         ),
         (
-            ["data.train_mixture={star_medium: 0.5}", "data.train_mixture_steps=11000"],
-            r"needs training.max_steps above it \(got 11000\)",
+            [
+                "data.train_mixture={star_medium: 0.5}",
+                "data.train_mixture_steps=9000",
+                "training.max_steps=9000",
+            ],
+            r"needs training.max_steps above it \(got 9000\)",
         ),
         (
             [
