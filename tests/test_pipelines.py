@@ -12,8 +12,11 @@ FAMILIES = ("arlm", "mlm", "mdlm", "ilm")
 SPECIAL_IDS = [0, 1, 2, 3, 4, 5, 6]  # [PAD] [CLS] [MASK] [EOS] [BOS] [SEP] [UNK] of the number tokenizer
 
 
-def export_tiny(family_name: str, folder: Path, experiment: dict | None = None, seed: int = 0) -> Path:
-    """A tiny, untrained model of the family exported as `xlm-hf train` exports it."""
+def export_tiny(
+    family_name: str, folder: Path, experiment: dict | None = None, seed: int = 0, **config
+) -> Path:
+    """A tiny, untrained model of the family exported as `xlm-hf train` exports it; `config` overrides its
+    configuration."""
     from xlm_hf.export import export_model
     from xlm_hf.families import get_family
     from xlm_hf.tokenization import build_number_tokenizer
@@ -28,6 +31,7 @@ def export_tiny(family_name: str, folder: Path, experiment: dict | None = None, 
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=48,
+        **config,
     )
     return export_model(model, tokenizer, folder, family, experiment=experiment or {"family": family_name})
 
