@@ -2,7 +2,8 @@
 
 One insertion per still-active row per step. A step runs the model on the current sequences, turns the token
 logits into a score per gap (`logsumexp` over the vocabulary), samples a gap with the position sampler, then a
-token for that gap with the token sampler, and inserts it. A row stops when the stopping head says "complete"
+token for that gap with the token sampler, and inserts it (or, with `sample_jointly`, draws the gap and the token
+together from one distribution over every pair, as the original does without a position sampler). A row stops when the stopping head says "complete"
 with probability >= `stopping_threshold`, or when it reaches `max_length` / `max_new_tokens`.
 
 Data layout. The original stores sequences out of order: each new token is appended at the end of the tensor
@@ -55,6 +56,10 @@ class ILMGenerationConfig(XLMGenerationConfig):
         position_do_sample, position_temperature, position_top_k, position_top_p: The *position* sampler over
             the gap scores `logsumexp_v logits[i, v]` (greedy when `position_do_sample=False`). The original's
             star-graph setting is greedy tokens with `position_do_sample=True, position_top_k=2`.
+        sample_jointly (`bool`): Choose the gap and the token together, from one distribution over every
+            (gap, token) pair, with the token sampler's settings (greedy: the single most likely insertion), as
+            the original does when no position sampler is set. The position sampler is then unused, and setting
+            `position_do_sample` with it is an error.
         suppress_tokens (`list[int]`, *optional*): Tokens never inserted; defaults to the model's `[MASK]`,
             `[EOS]`, `[PAD]`, `[CLS]` and `[BOS]`. (Formerly `suppress_token_ids`, still accepted.)
         prompt_layout (`str`): How a plain prompt is laid out: `"seq2seq"` = `[CLS] prompt [BOS]`, insertions
@@ -86,6 +91,7 @@ class ILMGenerationConfig(XLMGenerationConfig):
         "position_temperature": 1.0,
         "position_top_k": None,
         "position_top_p": None,
+        "sample_jointly": False,
         "suppress_tokens": None,
         "prompt_layout": "seq2seq",
         "num_return_sequences": 1,
@@ -133,9 +139,14 @@ class ILMGenerationConfig(XLMGenerationConfig):
             value = getattr(self, name)
             if value is not None and not (is_number(value) and 0.0 < value <= 1.0):
                 raise ValueError(f"`{name}` must be in (0, 1], got {value!r}.")
-        for name in ("do_sample", "position_do_sample"):
+        for name in ("do_sample", "position_do_sample", "sample_jointly"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
+        if self.sample_jointly and self.position_do_sample:
+            raise ValueError(
+                "`sample_jointly=True` draws the gap and the token from one distribution with the token sampler's "
+                "settings; set `do_sample` (and temperature, top_k, top_p) instead of `position_do_sample`."
+            )
         if self.prompt_layout not in PROMPT_LAYOUTS:
             raise ValueError(f"`prompt_layout` must be one of {PROMPT_LAYOUTS}, got {self.prompt_layout!r}.")
         if self.suppress_tokens is not None and not all(
@@ -397,6 +408,13 @@ class ILMGenerationMixin(NonAutoregressiveGenerationMixin):
 
         logits = output.logits.float()
         logits[..., suppress] = float("-inf")
+        if config.sample_jointly:
+            return (
+                stop,
+                *self._joint_insertion(
+                    logits, input_ids, allowed, first, config, generator, logits_processor
+                ),
+            )
         logits = logits.masked_fill(~allowed[..., None], float("-inf"))
         gap_scores = torch.logsumexp(logits, dim=-1)
         anchors = sample_from_scores(
@@ -420,6 +438,34 @@ class ILMGenerationMixin(NonAutoregressiveGenerationMixin):
             input_ids,
         )
         return stop, anchors + first, tokens
+
+    @staticmethod
+    def _joint_insertion(
+        logits: torch.Tensor,
+        input_ids: torch.LongTensor,
+        allowed: torch.BoolTensor,
+        first: int,
+        config: ILMGenerationConfig,
+        generator: torch.Generator | None,
+        logits_processor: LogitsProcessorList,
+    ) -> tuple[torch.LongTensor, torch.LongTensor]:
+        """Anchor column and token chosen together over every (gap, token) pair of each row."""
+        rows, width, vocab_size = logits.shape
+        if logits_processor:  # each gap's token scores, with the row's tokens as the processors' context
+            context = input_ids.repeat_interleave(width, dim=0)
+            logits = logits_processor(context, logits.reshape(rows * width, vocab_size)).view(
+                rows, width, vocab_size
+            )
+        logits = logits.masked_fill(~allowed[..., None], float("-inf"))
+        choice = sample_from_scores(
+            logits.reshape(rows, width * vocab_size),
+            config.do_sample,
+            config.temperature,
+            config.top_k,
+            config.top_p,
+            generator,
+        )
+        return choice // vocab_size + first, choice % vocab_size
 
     # ------------------------------------------------------------------ preparation helpers
 

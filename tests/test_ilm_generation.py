@@ -7,6 +7,7 @@ import torch
 from generation_contract import GenerationContract
 from isolation import run_without_xlm_hf
 from torch import nn
+from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor
 from xlm_hf.modeling.generation_ilm import sample_from_scores
 
 from xlm_hf.export import export_model
@@ -193,6 +194,57 @@ def test_seed_makes_sampling_reproducible():
     c = model.generate(generator=torch.Generator().manual_seed(8), **options).sequences
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+def test_sample_jointly_inserts_the_most_likely_gap_and_token_pair():
+    model = tiny_ilm()
+    ids = torch.tensor([[9, 10, 11, 12, 13, 14]])
+    layout = torch.tensor([[CLS, BOS, 9, 10, 11, 12, 13, 14]])
+    options = dict(prompt_layout="lm", max_new_tokens=1, stopping_threshold=1.0, return_history=True)
+    with torch.no_grad():
+        logits = model(input_ids=layout, attention_mask=torch.ones_like(layout)).logits[0].double()
+    logits[:, [PAD, CLS, MASK, 3, BOS]] = float("-inf")  # the suppressed special tokens
+    logits[0] = float("-inf")  # nothing goes before [BOS]
+    best_pair = int(logits.flatten().argmax())
+    anchor, token = divmod(best_pair, logits.shape[-1])
+
+    joint = model.generate(input_ids=ids, sample_jointly=True, **options)
+    assert joint.history_positions[0, 0] == anchor + 1 and joint.history_tokens[0, 0] == token
+    # the default rule first takes the gap with the most mass, then its best token
+    gap = int(torch.logsumexp(logits, dim=-1).argmax())
+    by_gap = model.generate(input_ids=ids, **options)
+    assert by_gap.history_positions[0, 0] == gap + 1 and by_gap.history_tokens[0, 0] == logits[gap].argmax()
+    assert (gap, int(logits[gap].argmax())) != (anchor, token), "this model should tell the two rules apart"
+    # sampling with top_k=1 is the greedy choice; a logits processor acts on every gap's tokens
+    top1 = model.generate(input_ids=ids, sample_jointly=True, do_sample=True, top_k=1, seed=0, **options)
+    assert torch.equal(top1.sequences, joint.sequences)
+    banned = model.generate(
+        input_ids=ids,
+        sample_jointly=True,
+        logits_processor=LogitsProcessorList([SuppressTokensLogitsProcessor([token])]),
+        **options,
+    )
+    assert banned.history_tokens[0, 0] != token
+
+
+def test_sample_jointly_draws_from_the_joint_distribution():
+    model = tiny_ilm()
+    ids = torch.tensor([[9, 10, 11]])
+    options = dict(prompt_layout="lm", max_new_tokens=1, stopping_threshold=1.0, return_history=True)
+    draws = model.generate(
+        input_ids=ids, sample_jointly=True, do_sample=True, num_return_sequences=4000, seed=1, **options
+    )
+    layout = torch.tensor([[CLS, BOS, 9, 10, 11]])
+    with torch.no_grad():
+        logits = model(input_ids=layout, attention_mask=torch.ones_like(layout)).logits[0].double()
+    logits[:, [PAD, CLS, MASK, 3, BOS]] = float("-inf")
+    logits[0] = float("-inf")
+    expected_gap_mass = logits.flatten().softmax(-1).view_as(logits).sum(-1)[1:]
+    anchors = draws.history_positions[:, 0] - 1
+    observed_gap_mass = torch.bincount(anchors - 1, minlength=len(expected_gap_mass)).double() / len(anchors)
+    assert torch.allclose(observed_gap_mass, expected_gap_mass, atol=0.03)
+    with pytest.raises(ValueError, match="position_do_sample"):
+        model.generate(input_ids=ids, sample_jointly=True, position_do_sample=True, **options)
 
 
 def test_samplers_respect_top_k_and_top_p():
