@@ -2,9 +2,10 @@
 
 One insertion per still-active row per step. A step runs the model on the current sequences, turns the token
 logits into a score per gap (`logsumexp` over the vocabulary), samples a gap with the position sampler, then a
-token for that gap with the token sampler, and inserts it (or, with `sample_jointly`, draws the gap and the token
-together from one distribution over every pair, as the original does without a position sampler). A row stops when the stopping head says "complete"
-with probability >= `stopping_threshold`, or when it reaches `max_length` / `max_new_tokens`.
+token for that gap with the token sampler, and inserts it (with `sample_jointly`, it draws the gap and the token
+together from one distribution over every pair, as the original does without a position sampler). A row stops
+when the stopping head says "complete" with probability >= `stopping_threshold`, or when it reaches `max_length` /
+`max_new_tokens`.
 
 Data layout. The original stores sequences out of order: each new token is appended at the end of the tensor
 with an explicit position, and the positions of the later tokens are shifted by one. Here the token is inserted
@@ -409,12 +410,10 @@ class ILMGenerationMixin(NonAutoregressiveGenerationMixin):
         logits = output.logits.float()
         logits[..., suppress] = float("-inf")
         if config.sample_jointly:
-            return (
-                stop,
-                *self._joint_insertion(
-                    logits, input_ids, allowed, first, config, generator, logits_processor
-                ),
+            anchors, tokens = self._joint_insertion(
+                logits, input_ids, allowed, first, config, generator, logits_processor
             )
+            return stop, anchors, tokens
         logits = logits.masked_fill(~allowed[..., None], float("-inf"))
         gap_scores = torch.logsumexp(logits, dim=-1)
         anchors = sample_from_scores(
