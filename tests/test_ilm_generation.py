@@ -200,7 +200,7 @@ def test_sample_jointly_inserts_the_most_likely_gap_and_token_pair():
     model = tiny_ilm()
     ids = torch.tensor([[9, 10, 11, 12, 13, 14]])
     layout = torch.tensor([[CLS, BOS, 9, 10, 11, 12, 13, 14]])
-    options = dict(prompt_layout="lm", max_new_tokens=1, stopping_threshold=1.0, return_history=True)
+    options = dict(prompt_layout="lm", max_new_tokens=1, stopping_threshold=1.0, output_history=True)
     with torch.no_grad():
         logits = model(input_ids=layout, attention_mask=torch.ones_like(layout)).logits[0].double()
     logits[:, [PAD, CLS, MASK, 3, BOS]] = float("-inf")  # the suppressed special tokens
@@ -230,7 +230,7 @@ def test_sample_jointly_inserts_the_most_likely_gap_and_token_pair():
 def test_sample_jointly_draws_from_the_joint_distribution():
     model = tiny_ilm()
     ids = torch.tensor([[9, 10, 11]])
-    options = dict(prompt_layout="lm", max_new_tokens=1, stopping_threshold=1.0, return_history=True)
+    options = dict(prompt_layout="lm", max_new_tokens=1, stopping_threshold=1.0, output_history=True)
     draws = model.generate(
         input_ids=ids, sample_jointly=True, do_sample=True, num_return_sequences=4000, seed=1, **options
     )
@@ -289,6 +289,7 @@ def test_generation_config_round_trip_and_validation(tmp_path):
         {"top_p": 1.5},
         {"prompt_layout": "x"},
         {"max_steps": 0},
+        {"sample_jointly": "yes"},
     ):
         with pytest.raises(ValueError):
             ILMGenerationConfig(**bad)
