@@ -4,6 +4,7 @@
     python scripts/bench.py star_easy_arlm
     python scripts/bench.py arlm/star_easy_arlm training.per_device_train_batch_size=32
     python scripts/bench.py star_easy_mdlm --steps 20 --generation-batches 2
+    python scripts/bench.py star_hard_ilm --threads 1 --generation-batches 0   # training only
     python scripts/bench.py star_easy_ilm --device cuda training.bf16=true   # on a GPU, bf16 autocast
 
 Prints a table and, last, one JSON line. Training: seconds per optimizer step, tokens per second (all positions
@@ -83,7 +84,9 @@ def main() -> int:
     )
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps (after 5 warm-up steps)")
-    parser.add_argument("--generation-batches", type=int, default=2)
+    parser.add_argument(
+        "--generation-batches", type=int, default=2, help="validation batches to time generation on; 0: none"
+    )
     parser.add_argument("--generation-batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
@@ -93,6 +96,11 @@ def main() -> int:
         help="also print where 5 training steps spend their time (torch.profiler)",
     )
     args = parser.parse_intermixed_args()  # options before or after the overrides
+    if args.generation_batches < 0 or args.generation_batch_size < 1:
+        parser.error(
+            "--generation-batches must be 0 or more and --generation-batch-size 1 or more, got "
+            f"{args.generation_batches} and {args.generation_batch_size}"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -172,42 +180,45 @@ def main() -> int:
     # ----- generation ---------------------------------------------------------------------------------------
     model.eval()
     generation = {}
-    eval_experiment = {
-        **experiment,
-        "eval_tasks": {"prediction": {"kind": "generate", "split": "validation", "metrics": ["exact_match"]}},
-    }
-    validation = {"validation": tokenize_seq2seq(splits["validation"], tokenizer)}
-    task = build_eval_tasks(family, eval_experiment, tokenizer, validation)["prediction"]
-    rows = [
-        task.dataset[i % len(task.dataset)]
-        for i in range(args.generation_batch_size * args.generation_batches)
-    ]
-    pred_batches = [
-        send_to_device(task.collator(rows[i : i + args.generation_batch_size]), device)
-        for i in range(0, len(rows), args.generation_batch_size)
-    ]
-    settings = {"default": {}}
-    if family.cache_option:
-        option, on, off = family.cache_option
-        settings = {"cache on": {option: on}, "cache off": {option: off}}
-    for label, options in settings.items():
-        trainer.generation_kwargs = {**experiment.get("generation", {}), **options}
-        calls = 0
-        with torch.no_grad():
-            trainer.predict_targets(model, pred_batches[0])  # warm-up
-            synchronize(device)
-            start = time.perf_counter()
-            for batch in pred_batches:
-                trainer.predict_targets(model, batch)
-                calls += getattr(trainer, "last_model_calls", 0) or 0
-            synchronize(device)
-            elapsed = time.perf_counter() - start
-        new_tokens = len(rows) * block_size
-        generation[label] = {
-            "new_tokens_per_s": round(new_tokens / elapsed, 1),
-            "seconds_per_batch": round(elapsed / len(pred_batches), 4),
-            "model_calls_per_sample": round(calls / len(rows), 2) if calls else None,
+    if args.generation_batches > 0:  # 0: training only
+        eval_experiment = {
+            **experiment,
+            "eval_tasks": {
+                "prediction": {"kind": "generate", "split": "validation", "metrics": ["exact_match"]}
+            },
         }
+        validation = {"validation": tokenize_seq2seq(splits["validation"], tokenizer)}
+        task = build_eval_tasks(family, eval_experiment, tokenizer, validation)["prediction"]
+        rows = [
+            task.dataset[i % len(task.dataset)]
+            for i in range(args.generation_batch_size * args.generation_batches)
+        ]
+        pred_batches = [
+            send_to_device(task.collator(rows[i : i + args.generation_batch_size]), device)
+            for i in range(0, len(rows), args.generation_batch_size)
+        ]
+        settings = {"default": {}}
+        if family.cache_option:
+            option, on, off = family.cache_option
+            settings = {"cache on": {option: on}, "cache off": {option: off}}
+        for label, options in settings.items():
+            trainer.generation_kwargs = {**experiment.get("generation", {}), **options}
+            calls = 0
+            with torch.no_grad():
+                trainer.predict_targets(model, pred_batches[0])  # warm-up
+                synchronize(device)
+                start = time.perf_counter()
+                for batch in pred_batches:
+                    trainer.predict_targets(model, batch)
+                    calls += getattr(trainer, "last_model_calls", 0) or 0
+                synchronize(device)
+                elapsed = time.perf_counter() - start
+            new_tokens = len(rows) * block_size
+            generation[label] = {
+                "new_tokens_per_s": round(new_tokens / elapsed, 1),
+                "seconds_per_batch": round(elapsed / len(pred_batches), 4),
+                "model_calls_per_sample": round(calls / len(rows), 2) if calls else None,
+            }
 
     result = {
         "experiment": experiment["name"],

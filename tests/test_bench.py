@@ -53,6 +53,31 @@ def test_bench_times_training_and_generation_with_the_cache_on_and_off(data_dir)
         assert numbers["new_tokens_per_s"] > 0 and numbers["model_calls_per_sample"] > 0
 
 
+def test_zero_generation_batches_times_training_only(data_dir):
+    completed = run_bench(
+        "star_easy_arlm",
+        "--steps",
+        "1",
+        "--generation-batches",
+        "0",
+        "--threads",
+        "1",
+        "model.hidden_size=32",
+        data_dir=data_dir,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["train_seconds_per_step"] > 0
+    assert result["generation"] == {}
+
+
+def test_a_negative_generation_batch_count_is_refused_before_any_work(tmp_path):
+    completed = run_bench("star_easy_arlm", "--generation-batches", "-1", data_dir=tmp_path)
+    assert completed.returncode == 2
+    assert "--generation-batches must be 0 or more" in completed.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without a GPU")
 def test_cuda_without_a_gpu_is_refused_before_any_work(tmp_path):
     completed = run_bench("star_easy_arlm", "--device", "cuda", data_dir=tmp_path)
