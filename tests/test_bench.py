@@ -13,6 +13,9 @@ from script_module import SCRIPTS_DIR
 SCRIPT = SCRIPTS_DIR / "bench.py"
 
 
+TINY_ONE_THREAD = ("--threads", "1", "model.hidden_size=32")
+
+
 def run_bench(*arguments: str, data_dir) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(SCRIPT), *arguments],
@@ -32,9 +35,7 @@ def test_bench_times_training_and_generation_with_the_cache_on_and_off(data_dir)
         "1",
         "--generation-batch-size",
         "4",
-        "--threads",
-        "1",
-        "model.hidden_size=32",
+        *TINY_ONE_THREAD,
         data_dir=data_dir,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
@@ -55,15 +56,7 @@ def test_bench_times_training_and_generation_with_the_cache_on_and_off(data_dir)
 
 def test_zero_generation_batches_times_training_only(data_dir):
     completed = run_bench(
-        "star_easy_arlm",
-        "--steps",
-        "1",
-        "--generation-batches",
-        "0",
-        "--threads",
-        "1",
-        "model.hidden_size=32",
-        data_dir=data_dir,
+        "star_easy_arlm", "--steps", "1", "--generation-batches", "0", *TINY_ONE_THREAD, data_dir=data_dir
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     result = json.loads(completed.stdout.strip().splitlines()[-1])
