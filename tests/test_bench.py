@@ -64,10 +64,11 @@ def test_zero_generation_batches_times_training_only(data_dir):
     assert result["generation"] == {}
 
 
-def test_a_negative_generation_batch_count_is_refused_before_any_work(tmp_path):
-    completed = run_bench("star_easy_arlm", "--generation-batches", "-1", data_dir=tmp_path)
+@pytest.mark.parametrize("option, value", [("--generation-batches", "-1"), ("--generation-batch-size", "0")])
+def test_a_bad_generation_count_is_refused_before_any_work(tmp_path, option, value):
+    completed = run_bench("star_easy_arlm", option, value, data_dir=tmp_path)
     assert completed.returncode == 2
-    assert "--generation-batches must be 0 or more" in completed.stderr
+    assert "--generation-batches must be 0 or more and --generation-batch-size 1 or more" in completed.stderr
     assert list(tmp_path.iterdir()) == []
 
 
